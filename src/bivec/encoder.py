@@ -1,0 +1,259 @@
+"""Encoder: texts (optionally with instructions) in, one float32 vector per text out."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+
+from bivec.attention import last_hidden_state, make_bidirectional
+from bivec.models.loading import load_tokenizer, resolve_device, resolve_dtype, resolve_model_path
+from bivec.pooling import check_pooling_mode, pool
+
+EncodeInput = Union[str, Sequence[str]]
+_SENTINEL = "\x00bivec-text\x00"
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """One input after formatting and tokenisation; ``pooling_mask`` marks the text's tokens."""
+
+    input_ids: list[int]
+    pooling_mask: list[int]
+
+
+def _validate(inputs: EncodeInput | Sequence[EncodeInput]) -> list[tuple[str, str]]:
+    """Normalise to (instruction, text) pairs, naming the first bad item in the error."""
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, Sequence):
+        raise ValueError(
+            f"inputs must be a string or a list of strings / [instruction, text] pairs, got {type(inputs).__name__}"
+        )
+    items = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, str):
+            instruction, text = "", item
+        elif isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
+            if len(item) != 2:
+                raise ValueError(f"inputs[{i}] has {len(item)} items; a pair must be [instruction, text]")
+            instruction, text = item
+            for j, (part, value) in enumerate((("instruction", instruction), ("text", text))):
+                if not isinstance(value, str):
+                    raise ValueError(f"inputs[{i}][{j}] ({part}) is {type(value).__name__}, expected str")
+        else:
+            raise ValueError(
+                f"inputs[{i}] is {type(item).__name__}; expected a string or an [instruction, text] pair"
+            )
+        if not text.strip():
+            raise ValueError(f"inputs[{i}] has an empty text")
+        items.append((instruction.strip(), text))
+    return items
+
+
+class Encoder:
+    """A decoder LLM used as a text encoder: bidirectional attention and pooling.
+
+    Example:
+        >>> import bivec
+        >>> encoder = bivec.Encoder.from_pretrained()  # the embedded default model  # doctest: +SKIP
+        >>> vectors = encoder.encode(["A man plays a guitar.",
+        ...                           ["Retrieve similar sentences:", "Someone makes music."]],
+        ...                          normalize=True)  # doctest: +SKIP
+        >>> vectors.shape  # doctest: +SKIP
+        (2, 576)
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        pooling: str = "mean",
+        max_length: int = 512,
+        chat_template: bool | None = None,
+        padding_side: str = "right",
+    ) -> None:
+        """Wrap an already loaded model; ``chat_template=None`` wraps only inputs that carry an
+        instruction in the tokenizer's chat template, True wraps every input, False none."""
+        if max_length < 1:
+            raise ValueError(f"max_length must be positive, got {max_length}")
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if chat_template and not getattr(tokenizer, "chat_template", None):
+            raise ValueError("chat_template=True but the tokenizer has no chat template")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pooling = check_pooling_mode(pooling)
+        self.max_length = max_length
+        self.chat_template = chat_template
+        self.padding_side = padding_side
+        self._template = self._template_parts()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path | None = None,
+        *,
+        bidirectional: bool = True,
+        pooling: str = "mean",
+        max_length: int = 512,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        attn_implementation: str | None = "sdpa",
+        chat_template: bool | None = None,
+    ) -> "Encoder":
+        """Load a local model directory (``None``: the embedded default model).
+
+        Example:
+            >>> encoder = Encoder.from_pretrained(None, pooling="mean", dtype="float32")  # doctest: +SKIP
+        """
+        pooling = check_pooling_mode(pooling)
+        model_path = resolve_model_path(path)
+        device = resolve_device(device)
+        tokenizer = load_tokenizer(model_path)
+        model = AutoModel.from_pretrained(
+            model_path, dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation
+        )
+        model.to(device).eval()
+        if bidirectional:
+            make_bidirectional(model)
+        return cls(model, tokenizer, pooling=pooling, max_length=max_length, chat_template=chat_template)
+
+    @property
+    def dim(self) -> int:
+        """Size of the embeddings."""
+        return int(self.model.config.get_text_config().hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _template_parts(self) -> tuple[str, str] | None:
+        if self.chat_template is False or not getattr(self.tokenizer, "chat_template", None):
+            return None
+        rendered = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=False
+        )
+        prefix, found, suffix = rendered.partition(_SENTINEL)
+        if not found:
+            raise ValueError("the tokenizer's chat template does not render the user message's content")
+        return prefix, suffix
+
+    def _format(self, instruction: str, text: str) -> tuple[str, int, int, bool]:
+        """The string to tokenise, the character span of the text in it, and whether it is a
+        template rendering (which carries its own special tokens)."""
+        if self.pooling == "eos" and self.tokenizer.eos_token:
+            text = text + self.tokenizer.eos_token
+        head = f"{instruction} " if instruction else ""
+        wrap = self._template is not None and (self.chat_template or bool(instruction))
+        prefix, suffix = self._template if wrap else ("", "")
+        start = len(prefix) + len(head)
+        return prefix + head + text + suffix, start, start + len(text), wrap
+
+    def tokenize(self, inputs: EncodeInput | Sequence[EncodeInput], *, truncate: bool = True) -> list[Tokenized]:
+        """Format and tokenise ``inputs``, marking which tokens belong to each text.
+
+        Texts longer than ``max_length`` tokens are cut at the end, or raise a ValueError when
+        ``truncate=False``.
+        """
+        formatted = [self._format(instruction, text) for instruction, text in _validate(inputs)]
+        out: list[Tokenized | None] = [None] * len(formatted)
+        for wrapped in (False, True):
+            group = [i for i, f in enumerate(formatted) if f[3] is wrapped]
+            if not group:
+                continue
+            encoded = self.tokenizer(
+                [formatted[i][0] for i in group],
+                add_special_tokens=not wrapped,
+                return_offsets_mapping=True,
+                return_attention_mask=False,
+            )
+            for i, ids, offsets in zip(group, encoded["input_ids"], encoded["offset_mapping"]):
+                _, start, end, _ = formatted[i]
+                if len(ids) > self.max_length:
+                    if not truncate:
+                        raise ValueError(
+                            f"inputs[{i}] has {len(ids)} tokens, more than max_length={self.max_length}"
+                        )
+                    ids, offsets = ids[: self.max_length], offsets[: self.max_length]
+                mask = [int(b > a and b > start and a < end) for a, b in offsets]
+                if not any(mask):
+                    raise ValueError(
+                        f"inputs[{i}] keeps no text token within max_length={self.max_length} "
+                        "(the instruction or template fills it)"
+                    )
+                out[i] = Tokenized(list(ids), mask)
+        return out  # type: ignore[return-value]
+
+    def _batches(self, lengths: list[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
+        """Indices sorted longest first, cut into batches under a padded-token budget."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches: list[list[int]] = []
+        for i in order:
+            # The first item of a batch is its longest, so it fixes the padded width.
+            if batches and len(batches[-1]) < batch_size and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_batch_tokens:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
+
+    def _collate(self, items: list[Tokenized]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        width = max(len(t.input_ids) for t in items)
+        ids = np.full((len(items), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        attention = np.zeros((len(items), width), dtype=np.int64)
+        pooling = np.zeros((len(items), width), dtype=np.int64)
+        for row, t in enumerate(items):
+            n = len(t.input_ids)
+            cols = slice(width - n, width) if self.padding_side == "left" else slice(0, n)
+            ids[row, cols] = t.input_ids
+            attention[row, cols] = 1
+            pooling[row, cols] = t.pooling_mask
+        device = self.device
+        return (torch.from_numpy(ids).to(device), torch.from_numpy(attention).to(device),
+                torch.from_numpy(pooling).to(device))
+
+    def encode(
+        self,
+        inputs: EncodeInput | Sequence[EncodeInput],
+        *,
+        batch_size: int = 32,
+        max_batch_tokens: int = 16384,
+        normalize: bool = False,
+        show_progress: bool | None = None,
+        truncate: bool = True,
+    ) -> np.ndarray:
+        """Embed ``inputs`` into a float32 array of shape (n, dim), in input order.
+
+        ``inputs`` is a string, or a list whose items are strings or ``[instruction, text]``
+        pairs; instruction tokens are seen by the model but left out of pooling. Batches hold at
+        most ``batch_size`` texts and ``max_batch_tokens`` padded tokens.
+
+        Example:
+            >>> encoder.encode(["first text", ["Represent the query:", "second text"]]).shape  # doctest: +SKIP
+            (2, 576)
+        """
+        if batch_size < 1 or max_batch_tokens < 1:
+            raise ValueError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}")
+        tokenized = self.tokenize(inputs, truncate=truncate)
+        result = np.zeros((len(tokenized), self.dim), dtype=np.float32)
+        batches = self._batches([len(t.input_ids) for t in tokenized], batch_size, max_batch_tokens)
+        if show_progress is None:
+            show_progress = len(batches) > 1 and sys.stderr.isatty()
+        from tqdm.auto import tqdm
+
+        with torch.inference_mode(), tqdm(total=len(tokenized), disable=not show_progress, desc="encode", unit="text") as bar:
+            for batch in batches:
+                ids, attention, pooling_mask = self._collate([tokenized[i] for i in batch])
+                vectors = pool(last_hidden_state(self.model, ids, attention), pooling_mask, self.pooling).float()
+                if normalize:
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                result[batch] = vectors.cpu().numpy()
+                bar.update(len(batch))
+        return result

