@@ -88,6 +88,14 @@ def test_config_switch_before_loading():
     check_bidirectional(model)
 
 
+def test_unlisted_architecture_is_accepted_when_it_passes_the_check():
+    from transformers import GPT2Model
+
+    torch.manual_seed(0)
+    model = make_bidirectional(GPT2Model(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=128)).eval())
+    assert (states(model, IDS)[0, 0] - states(model, changed_last(IDS))[0, 0]).abs().max() > 1e-3
+
+
 def test_config_of_unverified_architecture_is_refused():
     with pytest.raises(BidirectionalError, match="model_type 'gpt2' is not among the architectures verified"):
         make_bidirectional(GPT2Config(n_layer=1, n_embd=16, n_head=2))

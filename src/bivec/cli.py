@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -17,6 +17,19 @@ app = typer.Typer(
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Local model directory; default: the embedded SmolLM2-135M-Instruct.")
 ]
+
+
+@app.callback()
+def _quiet_loading() -> None:
+    from transformers.utils import logging
+
+    # Loading bars for every weight file drown the command's own output.
+    logging.disable_progress_bar()
+
+
+def _fail(problem: Exception | str) -> NoReturn:
+    typer.echo(f"Error: {problem}", err=True)
+    raise typer.Exit(2)
 
 
 @app.command(
@@ -36,18 +49,19 @@ def encode(
     """Embed texts and print their cosine similarities (or save the vectors with -o)."""
     import numpy as np
 
+    if output is not None and output.suffix != ".npy":
+        _fail(f"--output {output}: only .npy is supported")
+
     from bivec.encoder import Encoder
 
     try:
         encoder = Encoder.from_pretrained(
             model, bidirectional=not causal, pooling=pooling, max_length=max_length, dtype=dtype
         )
-        vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts)
+        vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize)
     except (ValueError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        _fail(exc)
     if output is not None:
-        if output.suffix != ".npy":
-            raise typer.BadParameter(f"--output {output}: only .npy is supported")
         np.save(output, vectors)
         typer.echo(f"saved {vectors.shape[0]} x {vectors.shape[1]} float32 vectors to {output}")
         return
@@ -66,14 +80,13 @@ def encode(
 @app.command(epilog="Example: bivec info ~/models/Mistral-7B-Instruct-v0.2")
 def info(model: Annotated[Optional[str], typer.Argument(help="Model directory; default: the embedded model.")] = None) -> None:
     """Print a model's architecture, embedding size and whether it can be made bidirectional."""
-    from bivec.attention import BidirectionalError
+    from bivec.attention import BidirectionalError, make_bidirectional
     from bivec.encoder import Encoder
 
     try:
         encoder = Encoder.from_pretrained(model, bidirectional=False)
     except (ValueError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    from bivec.attention import make_bidirectional
+        _fail(exc)
 
     try:
         make_bidirectional(encoder.model)

@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+
+from bivec import BidirectionalError, Encoder
+from conftest import tiny_model, tiny_tokenizer
+
+TEXTS = [
+    "a man plays a guitar .",
+    "someone is playing music",
+    "the stock market fell sharply today",
+    "a dog runs",
+    "the cat sits on the mat",
+    "a woman eats food in the park",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model_dir):
+    return Encoder.from_pretrained(tiny_model_dir)
+
+
+def test_shape_dtype_and_order(encoder):
+    vectors = encoder.encode(TEXTS, batch_size=4)
+    assert vectors.shape == (len(TEXTS), 32) and vectors.dtype == np.float32
+    one_by_one = np.concatenate([encoder.encode(t) for t in TEXTS])
+    np.testing.assert_allclose(vectors, one_by_one, atol=1e-5, rtol=1e-4)
+
+
+def test_batching_does_not_change_results(encoder):
+    reference = encoder.encode(TEXTS, batch_size=64)
+    for kwargs in ({"batch_size": 1}, {"batch_size": 3}, {"max_batch_tokens": 8}):
+        np.testing.assert_allclose(encoder.encode(TEXTS, **kwargs), reference, atol=1e-5, rtol=1e-4)
+
+
+def test_left_and_right_padding_agree(tiny_model_dir):
+    left = Encoder.from_pretrained(tiny_model_dir)
+    left.padding_side = "left"
+    right = Encoder.from_pretrained(tiny_model_dir)
+    np.testing.assert_allclose(left.encode(TEXTS), right.encode(TEXTS), atol=1e-5, rtol=1e-4)
+
+
+def test_batches_sorted_by_length_under_token_budget(encoder):
+    lengths = [3, 9, 5, 9, 1, 4]
+    batches = encoder._batches(lengths, batch_size=8, max_batch_tokens=18)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert all(len(b) * max(lengths[i] for i in b) <= 18 for b in batches)
+    assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
+
+
+def test_instruction_is_seen_but_not_pooled(encoder):
+    (item,) = encoder.tokenize([["retrieve similar sentence :", "a dog runs"]])
+    tokens = encoder.tokenizer.convert_ids_to_tokens(item.input_ids)
+    pooled = [t for t, m in zip(tokens, item.pooling_mask) if m]
+    assert pooled == ["a", "dog", "runs"]
+    # With an instruction the text is wrapped in the chat template's user turn.
+    assert tokens[0] == "<|user|>" and tokens[-1] == "<|end|>"
+    plain = encoder.encode("a dog runs")
+    instructed = encoder.encode([["retrieve similar sentence :", "a dog runs"]])
+    assert not np.allclose(plain, instructed)  # bidirectional: the text attends to the instruction
+
+
+def test_pooling_mask_follows_token_boundaries_not_characters(encoder):
+    # The instruction ends mid-"word" of no separator: the text still starts at its own token.
+    (item,) = encoder.tokenize([["find", "the cat"]])
+    tokens = encoder.tokenizer.convert_ids_to_tokens(item.input_ids)
+    assert [t for t, m in zip(tokens, item.pooling_mask) if m] == ["the", "cat"]
+
+
+def test_chat_template_modes(tiny_model_dir):
+    never = Encoder.from_pretrained(tiny_model_dir, chat_template=False)
+    (item,) = never.tokenize([["find", "the cat"]])
+    assert never.tokenizer.convert_ids_to_tokens(item.input_ids) == ["<s>", "find", "the", "cat"]
+    always = Encoder.from_pretrained(tiny_model_dir, chat_template=True)
+    (item,) = always.tokenize(["the cat"])
+    assert always.tokenizer.convert_ids_to_tokens(item.input_ids) == ["<|user|>", "the", "cat", "<|end|>"]
+
+
+def test_eos_pooling_appends_and_pools_the_eos_token(tiny_model_dir):
+    encoder = Encoder.from_pretrained(tiny_model_dir, pooling="eos")
+    (item,) = encoder.tokenize(["the cat"])
+    tokens = encoder.tokenizer.convert_ids_to_tokens(item.input_ids)
+    assert tokens == ["<s>", "the", "cat", "</s>"] and item.pooling_mask == [0, 1, 1, 1]
+
+
+def test_normalize(encoder):
+    np.testing.assert_allclose(np.linalg.norm(encoder.encode(TEXTS, normalize=True), axis=1), 1.0, rtol=1e-5)
+
+
+def test_truncation_and_raise(tiny_model_dir):
+    encoder = Encoder.from_pretrained(tiny_model_dir, max_length=4)
+    (item,) = encoder.tokenize(["a man plays a guitar ."])
+    assert len(item.input_ids) == 4
+    with pytest.raises(ValueError, match=r"inputs\[1\] has 7 tokens, more than max_length=4"):
+        encoder.encode(["a dog", "a man plays a guitar ."], truncate=False)
+    with pytest.raises(ValueError, match=r"inputs\[0\] keeps no text token within max_length=4"):
+        encoder.encode([["represent the sentence for retrieve", "a dog"]])
+
+
+def test_causal_mode_differs_from_bidirectional(tiny_model_dir, encoder):
+    causal = Encoder.from_pretrained(tiny_model_dir, bidirectional=False)
+    assert not np.allclose(causal.encode(TEXTS), encoder.encode(TEXTS))
+
+
+def test_empty_list_gives_empty_array(encoder):
+    out = encoder.encode([])
+    assert out.shape == (0, 32) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ([""], r"inputs\[0\] has an empty text"),
+        (["ok", "   "], r"inputs\[1\] has an empty text"),
+        ([None], r"inputs\[0\] is NoneType; expected a string or an \[instruction, text\] pair"),
+        (["ok", 3], r"inputs\[1\] is int"),
+        ([["only one"]], r"inputs\[0\] has 1 items; a pair must be \[instruction, text\]"),
+        ([["a", "b", "c"]], r"inputs\[0\] has 3 items"),
+        ([[1, "text"]], r"inputs\[0\]\[0\] \(instruction\) is int, expected str"),
+        ([["instr", None]], r"inputs\[0\]\[1\] \(text\) is NoneType, expected str"),
+        (None, "inputs must be a string or a list"),
+        (42, "inputs must be a string or a list"),
+    ],
+)
+def test_bad_inputs(encoder, bad, message):
+    with pytest.raises(ValueError, match=message):
+        encoder.encode(bad)
+
+
+def test_bad_arguments(tiny_model_dir, encoder, tmp_path):
+    with pytest.raises(ValueError, match="unknown pooling mode 'max'"):
+        Encoder.from_pretrained(tiny_model_dir, pooling="max")
+    with pytest.raises(FileNotFoundError, match="model path '.*does-not-exist' does not exist"):
+        Encoder.from_pretrained(tmp_path / "does-not-exist")
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        Encoder.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="unknown dtype 'int3'"):
+        Encoder.from_pretrained(tiny_model_dir, dtype="int3")
+    with pytest.raises(ValueError, match="batch_size and max_batch_tokens must be positive"):
+        encoder.encode(TEXTS, batch_size=0)
+    with pytest.raises(ValueError, match="chat_template=True but the tokenizer has no chat template"):
+        Encoder(tiny_model(), tiny_tokenizer(chat_template=False), chat_template=True)
+
+
+def test_architecture_that_cannot_be_bidirectional_is_refused(tiny_model_dir):
+    from transformers import AttentionInterface
+
+    from test_attention import _always_causal
+
+    AttentionInterface.register("bivec_test_always_causal", _always_causal)
+    with pytest.raises(BidirectionalError, match="still attends causally after the switch"):
+        Encoder.from_pretrained(tiny_model_dir, attn_implementation="bivec_test_always_causal")
+    causal = Encoder.from_pretrained(tiny_model_dir, attn_implementation="bivec_test_always_causal", bidirectional=False)
+    assert causal.encode("a dog").shape == (1, 32)
