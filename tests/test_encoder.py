@@ -86,6 +86,15 @@ def test_normalize(encoder):
     np.testing.assert_allclose(np.linalg.norm(encoder.encode(TEXTS, normalize=True), axis=1), 1.0, rtol=1e-5)
 
 
+def test_dimensions_truncate_before_normalizing(encoder):
+    full = encoder.encode(TEXTS)
+    short = encoder.encode(TEXTS, dimensions=8, normalize=True)
+    expected = full[:, :8] / np.linalg.norm(full[:, :8], axis=1, keepdims=True)
+    np.testing.assert_allclose(short, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="dimensions must be between 1 and 32, got 33"):
+        encoder.encode(TEXTS, dimensions=33)
+
+
 def test_truncation_and_raise(tiny_model_dir):
     encoder = Encoder.from_pretrained(tiny_model_dir, max_length=4)
     (item,) = encoder.tokenize(["a man plays a guitar ."])

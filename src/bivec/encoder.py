@@ -226,6 +226,7 @@ class Encoder:
         batch_size: int = 32,
         max_batch_tokens: int = 16384,
         normalize: bool = False,
+        dimensions: int | None = None,
         show_progress: bool | None = None,
         truncate: bool = True,
     ) -> np.ndarray:
@@ -233,7 +234,8 @@ class Encoder:
 
         ``inputs`` is a string, or a list whose items are strings or ``[instruction, text]``
         pairs; instruction tokens are seen by the model but left out of pooling. Batches hold at
-        most ``batch_size`` texts and ``max_batch_tokens`` padded tokens.
+        most ``batch_size`` texts and ``max_batch_tokens`` padded tokens. ``dimensions`` keeps
+        only the first coordinates (Matryoshka-style), before ``normalize``.
 
         Example:
             >>> encoder.encode(["first text", ["Represent the query:", "second text"]]).shape  # doctest: +SKIP
@@ -241,8 +243,11 @@ class Encoder:
         """
         if batch_size < 1 or max_batch_tokens < 1:
             raise ValueError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}")
+        if dimensions is not None and not 1 <= dimensions <= self.dim:
+            raise ValueError(f"dimensions must be between 1 and {self.dim}, got {dimensions}")
+        dim = dimensions or self.dim
         tokenized = self.tokenize(inputs, truncate=truncate)
-        result = np.zeros((len(tokenized), self.dim), dtype=np.float32)
+        result = np.zeros((len(tokenized), dim), dtype=np.float32)
         batches = self._batches([len(t.input_ids) for t in tokenized], batch_size, max_batch_tokens)
         if show_progress is None:
             show_progress = len(batches) > 1 and sys.stderr.isatty()
@@ -251,7 +256,8 @@ class Encoder:
         with torch.inference_mode(), tqdm(total=len(tokenized), disable=not show_progress, desc="encode", unit="text") as bar:
             for batch in batches:
                 ids, attention, pooling_mask = self._collate([tokenized[i] for i in batch])
-                vectors = pool(last_hidden_state(self.model, ids, attention), pooling_mask, self.pooling).float()
+                vectors = pool(last_hidden_state(self.model, ids, attention), pooling_mask, self.pooling)
+                vectors = vectors[:, :dim].float()
                 if normalize:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
                 result[batch] = vectors.cpu().numpy()
