@@ -13,26 +13,16 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from bivec import Encoder
 from bivec.evaluation import read_sts_file
 
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-        model = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
-    wanted = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16") or f.startswith("amx")]
-    return f"{model.split(':', 1)[1].strip()}; {' '.join(wanted)}"
+from _common import SHARED_DATA, cpu_description
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sts/sts13.tsv"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "sts/sts13.tsv"))
     parser.add_argument("--rows", type=int, default=1186)
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -40,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     _, first, second = read_sts_file(args.data)
     texts = first[: args.rows] + second[: args.rows]
-    print(f"CPU: {cpu_flags()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"CPU: {cpu_description()}")
     rows = []
     for dtype in args.dtypes.split(","):
         encoder = Encoder.from_pretrained(args.model, dtype=dtype)

@@ -1,0 +1,42 @@
+"""Runs inside the reference virtualenv (llm2vec 0.2.3, transformers 4.44): encodes a JSON list of
+corpora with the reference library and writes embeddings, token counts and timings.
+
+Invoked by encode_vs_reference.py; it must not import bivec (not installed there).
+"""
+
+import json
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from llm2vec import LLM2Vec
+
+
+def main() -> None:
+    model_dir, dtype, corpora_file, out, repeats, batch_size = sys.argv[1:7]
+    corpora = json.load(open(corpora_file))
+    l2v = LLM2Vec.from_pretrained(
+        model_dir, enable_bidirectional=True, pooling_mode="mean", max_length=512,
+        torch_dtype=getattr(torch, dtype), attn_implementation="sdpa",
+    )
+    arrays, report = {}, {"tokens": {}, "seconds": {}, "ids": {}}
+    for name, texts in corpora.items():
+        ids = [l2v.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        report["ids"][name] = ids
+        l2v.encode(texts[:32], batch_size=int(batch_size), show_progress_bar=False)
+        times = []
+        for _ in range(int(repeats)):
+            start = time.perf_counter()
+            arrays[name] = l2v.encode(texts, batch_size=int(batch_size), show_progress_bar=False, convert_to_numpy=True)
+            times.append(time.perf_counter() - start)
+        report["seconds"][name] = statistics.median(times)
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    np.savez(out, **arrays)
+    json.dump(report, open(out + ".json", "w"))
+
+
+if __name__ == "__main__":
+    main()
