@@ -9,6 +9,7 @@ import resource
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from llm2vec import LLM2Vec
 
 def main() -> None:
     model_dir, dtype, corpora_file, out, repeats, batch_size = sys.argv[1:7]
-    corpora = json.load(open(corpora_file))
+    corpora = json.loads(Path(corpora_file).read_text())
     l2v = LLM2Vec.from_pretrained(
         model_dir, enable_bidirectional=True, pooling_mode="mean", max_length=512,
         torch_dtype=getattr(torch, dtype), attn_implementation="sdpa",
@@ -35,7 +36,7 @@ def main() -> None:
         report["seconds"][name] = statistics.median(times)
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     np.savez(out, **arrays)
-    json.dump(report, open(out + ".json", "w"))
+    Path(out + ".json").write_text(json.dumps(report))
 
 
 if __name__ == "__main__":

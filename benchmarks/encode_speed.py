@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
+
+from _common import SHARED_DATA, cpu_description
 
 from bivec import Encoder
 from bivec.evaluation import read_sts_file
-
-from _common import SHARED_DATA, cpu_description
 
 
 def main() -> None:

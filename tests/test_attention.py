@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import ARCHITECTURES, tiny_config, tiny_model
 from transformers import AttentionInterface, AutoModel, GPT2Config
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -11,7 +12,6 @@ from bivec.attention import (
     make_bidirectional,
     set_attention_mode,
 )
-from conftest import ARCHITECTURES, tiny_config, tiny_model
 
 IMPLEMENTATIONS = [(arch, impl) for arch, sdpa in ARCHITECTURES.items() for impl in ("eager", "sdpa") if sdpa or impl == "eager"]
 IDS = torch.tensor([[7, 9, 14, 20, 33, 41, 12, 8]])

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_tokenizer
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModel
 
 from bivec import Encoder, LLM2Vec
 from bivec.attention import make_bidirectional
-from conftest import tiny_tokenizer
 
 TEXTS = ["a man plays a guitar", ["retrieve similar sentence :", "a dog runs"]]
 

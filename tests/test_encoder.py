@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from conftest import tiny_model, tiny_tokenizer
 
 from bivec import BidirectionalError, Encoder
-from conftest import tiny_model, tiny_tokenizer
 
 TEXTS = [
     "a man plays a guitar .",
@@ -151,9 +151,8 @@ def test_bad_arguments(tiny_model_dir, encoder, tmp_path):
 
 
 def test_architecture_that_cannot_be_bidirectional_is_refused(tiny_model_dir):
-    from transformers import AttentionInterface
-
     from test_attention import _always_causal
+    from transformers import AttentionInterface
 
     AttentionInterface.register("bivec_test_always_causal", _always_causal)
     with pytest.raises(BidirectionalError, match="still attends causally after the switch"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -15,7 +15,7 @@ app = typer.Typer(
 )
 
 ModelOption = Annotated[
-    Optional[str], typer.Option("--model", "-m", help="Local model directory; default: the embedded SmolLM2-135M-Instruct.")
+    str | None, typer.Option("--model", "-m", help="Local model directory; default: the embedded SmolLM2-135M-Instruct.")
 ]
 
 
@@ -43,8 +43,8 @@ def encode(
     causal: Annotated[bool, typer.Option("--causal", help="Keep the model's causal attention.")] = False,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the vectors.")] = False,
     max_length: Annotated[int, typer.Option(help="Tokens per text; longer texts are cut.")] = 512,
-    dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the vectors as .npy.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Save the vectors as .npy.")] = None,
 ) -> None:
     """Embed texts and print their cosine similarities (or save the vectors with -o)."""
     import numpy as np
@@ -78,7 +78,7 @@ def encode(
 
 
 @app.command(epilog="Example: bivec info ~/models/Mistral-7B-Instruct-v0.2")
-def info(model: Annotated[Optional[str], typer.Argument(help="Model directory; default: the embedded model.")] = None) -> None:
+def info(model: Annotated[str | None, typer.Argument(help="Model directory; default: the embedded model.")] = None) -> None:
     """Print a model's architecture, embedding size and whether it can be made bidirectional."""
     from bivec.attention import BidirectionalError, make_bidirectional
     from bivec.encoder import Encoder

@@ -59,7 +59,7 @@ class LLM2Vec:
         torch_dtype: str | torch.dtype | None = None,
         device_map: str | torch.device | None = None,
         **kwargs: Any,
-    ) -> "LLM2Vec":
+    ) -> LLM2Vec:
         """Load a base model, then the MNTP adapter and any extra adapters, merged in order.
 
         Accepts the reference's keyword arguments; ``merge_peft`` is accepted for compatibility

@@ -6,7 +6,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -16,7 +15,7 @@ from bivec.attention import last_hidden_state, make_bidirectional
 from bivec.models.loading import load_tokenizer, resolve_device, resolve_dtype, resolve_model_path
 from bivec.pooling import check_pooling_mode, pool
 
-EncodeInput = Union[str, Sequence[str]]
+EncodeInput = str | Sequence[str]
 _SENTINEL = "\x00bivec-text\x00"
 
 
@@ -108,7 +107,7 @@ class Encoder:
         device: str | torch.device | None = None,
         attn_implementation: str | None = "sdpa",
         chat_template: bool | None = None,
-    ) -> "Encoder":
+    ) -> Encoder:
         """Load a local model directory (``None``: the embedded default model).
 
         Example:
