@@ -12,7 +12,11 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
 
-WORDS = ["a", "an", "the", "man", "woman", "child", "dog", "cat", "plays", "play", "playing", "guitar", "music", "piano", "someone", "is", "are", "was", "eats", "food", "sits", "on", "mat", "runs", "park", "stock", "market", "fell", "rose", "sharply", "today", "query", "passage", "retrieve", "represent", "sentence", "similar", "given", "find", "text", "of", "for", "to", "and", "in", "with", ".", ",", ":", "?", "!"]
+WORDS = (
+    "a an the man woman child dog cat plays play playing guitar music piano someone is are was "
+    "eats food sits on mat runs park stock market fell rose sharply today query passage retrieve "
+    "represent sentence similar given find text of for to and in with . , : ? !"
+).split()
 SPECIALS = ["[PAD]", "[UNK]", "<s>", "</s>", "<|user|>", "<|end|>"]
 VOCAB_SIZE = 128
 CHAT_TEMPLATE = "{% for m in messages %}<|user|> {{ m['content'] }} <|end|>{% endfor %}"
