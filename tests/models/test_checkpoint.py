@@ -174,3 +174,17 @@ def test_bad_settings_files_are_named(tmp_path, layout, name, content, message):
     (stage / name).write_text(content)
     with pytest.raises(ValueError, match=message):
         Encoder.from_pretrained(layout["base"], adapters=[stage])
+
+
+def test_cli_encode_with_adapters(layout, tmp_path):
+    from typer.testing import CliRunner
+
+    from bivec.cli import app
+
+    out = tmp_path / "v.npy"
+    result = CliRunner().invoke(app, ["encode", "a dog runs", "-m", str(layout["mntp"]), "--adapter", str(layout["simcse"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    expected = Encoder.from_pretrained(layout["mntp"], adapters=[layout["simcse"]]).encode(["a dog runs"])
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
+    result = CliRunner().invoke(app, ["encode", "a dog", "-m", str(layout["base"]), "--adapter", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "adapter '" in result.output and "does not exist" in result.output

@@ -68,3 +68,16 @@ def test_remote_code_runs_only_when_trusted(tmp_path):
     assert type(encoder.model).__name__ == "LlamaModel" and not marker.exists()
     encoder = Encoder.from_pretrained(base, trust_remote_code=True)
     assert type(encoder.model).__name__ == "CustomModel" and marker.read_text() == "ran"
+
+
+def test_cli_refuses_pickles_unless_allowed(tmp_path):
+    from typer.testing import CliRunner
+
+    from bivec.cli import app
+
+    base = build_base(tmp_path / "base")
+    _as_pickle(base, "model.safetensors", "pytorch_model.bin")
+    result = CliRunner().invoke(app, ["encode", "a dog", "-m", str(base)])
+    assert result.exit_code == 2 and "Unpickling can run arbitrary code" in result.output
+    result = CliRunner().invoke(app, ["encode", "a dog", "-m", str(base), "--allow-pickle"])
+    assert result.exit_code == 0, result.output
