@@ -7,6 +7,8 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from bivec.export.cli import app as convert_app
+
 app = typer.Typer(
     help="Turn decoder-only language models into text encoders (LLM2Vec).",
     no_args_is_help=True,
@@ -128,6 +130,9 @@ def info(model: Annotated[Optional[str], typer.Argument(help="Model directory; d
     }
     for key, value in rows.items():
         typer.echo(f"{key:>14}: {value}")
+
+
+app.add_typer(convert_app, name="convert")
 
 
 def main() -> None:
