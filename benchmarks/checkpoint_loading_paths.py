@@ -106,6 +106,8 @@ def main() -> None:
     with_mntp = _manual(base, [mntp], mntp)
     with_simcse = _manual(base, [mntp, simcse], mntp)
     with_supervised = _manual(base, [mntp, supervised], mntp)
+    print(f"adapters change the vectors: max abs diff base vs +MNTP {np.abs(with_mntp - plain).max():.2e}, "
+          f"+MNTP vs +MNTP+SimCSE {np.abs(with_simcse - with_mntp).max():.2e}\n", flush=True)
     cases = [
         ("Encoder.from_pretrained()  (embedded default)", lambda: Encoder.from_pretrained().encode(TEXTS), plain),
         ("Encoder.from_pretrained(base dir)", lambda: Encoder.from_pretrained(base).encode(TEXTS), plain),

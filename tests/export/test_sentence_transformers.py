@@ -105,6 +105,7 @@ def test_what_cannot_be_exported_is_refused(tmp_path):
     for i, (encoder, message) in enumerate(cases):
         with pytest.raises(ExportError, match=message):
             export_sentence_transformers(encoder, tmp_path / f"out{i}")
+        assert not (tmp_path / f"out{i}").exists()  # refused before anything is written
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "file").write_text("x")
     with pytest.raises(ExportError, match="output directory '.*full' is not empty"):

@@ -56,25 +56,29 @@ def _added_tokens(encoder: Encoder) -> tuple[list[int], list[int]]:
     return full[:start], full[start + len(plain):]
 
 
-def _modules(encoder: Encoder, out: Path, normalize: bool) -> list:
-    from sentence_transformers.base.modules import Normalize, Transformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, WordWeights
-
+def _pooling_mode(encoder: Encoder) -> tuple[str, list[int]]:
+    """The sentence-transformers pooling mode that reproduces the encoder's, and the ids of the
+    tokens the tokenizer adds around a text."""
     prefix, suffix = _added_tokens(encoder)
     mode = _POOLING.get(encoder.pooling)
-    side = {"last": suffix, "first": prefix}.get(encoder.pooling, [])
-    if mode is None or side:
+    if mode is None or {"last": suffix, "first": prefix}.get(encoder.pooling):
         raise ExportError(
             f"{encoder.pooling!r} pooling has no exact sentence-transformers equivalent for this tokenizer; "
             "export supports mean pooling, and last/first when the tokenizer adds no token on that side"
         )
+    return mode, sorted(set(prefix + suffix))
+
+
+def _modules(encoder: Encoder, out: Path, mode: str, added: list[int], normalize: bool) -> list:
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, WordWeights
+
     transformer = Transformer(str(out), max_seq_length=encoder.max_length, modality_config=_TEXT_ONLY,
                               module_output_name="token_embeddings")
     transformer.tokenizer.padding_side = "right"
     modules = [transformer]
-    if mode == "mean" and (prefix or suffix):
+    if mode == "mean" and added:
         vocab = encoder.tokenizer.convert_ids_to_tokens(list(range(len(encoder.tokenizer))))
-        added = sorted(set(prefix + suffix))
         weights = WordWeights(vocab=vocab, word_weights={vocab[i]: 0.0 for i in added}, unknown_word_weight=1.0)
         # WordWeights matches by token string (and its lower case): make sure only the added ids got 0.
         if sorted(np.flatnonzero(weights.emb_layer.weight.detach().numpy()[:, 0] == 0).tolist()) != added:
@@ -118,10 +122,11 @@ def export_sentence_transformers(
                           f"sentence-transformers would cut texts; load the encoder with max_length <= {positions}")
     if encoder.padding_side != "right":
         raise ExportError("export needs right padding: sentence-transformers passes no position ids")
+    mode, added = _pooling_mode(encoder)
     out.mkdir(parents=True, exist_ok=True)
     encoder.model.save_pretrained(out)
     encoder.tokenizer.save_pretrained(out)
-    model = SentenceTransformer(modules=_modules(encoder, out, normalize))
+    model = SentenceTransformer(modules=_modules(encoder, out, mode, added, normalize))
     model.save(str(out))
     del model
     if verify:
