@@ -69,9 +69,25 @@ def _manual(base: Path, adapters: list[Path], tokenizer: Path) -> np.ndarray:
     return Encoder(make_bidirectional(model.eval()), load_tokenizer(tokenizer)).encode(TEXTS)
 
 
+def _try(label: str, run, expected: np.ndarray | None, work: Path) -> None:
+    try:
+        vectors = run()
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        result = f"{type(exc).__name__}: {exc}"
+    else:
+        result = f"ok, {vectors.shape[0]} x {vectors.shape[1]}"
+        if expected is not None:
+            result += f", max abs diff vs manual peft merge {np.abs(vectors - expected).max():.2e}"
+    print(f"| {label} | {result.replace(str(work), '<tmp>')} |", flush=True)
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bivec-paths-"))
     base = ensure_default_model()
+    print(f"real Hugging Face cache: {constants.HF_HUB_CACHE}\n\n| loading path | result |\n|---|---|")
+    for name in PUBLISHED:
+        _try(f"Encoder.from_pretrained({name!r})  (real published name, real cache)",
+             lambda name=name: Encoder.from_pretrained(name).encode(TEXTS), None, work)
     cache = work / "hub"
     constants.HF_HUB_CACHE = str(cache)
     mntp = _adapter(base, work / "mntp", 1, BASE_NAME)
@@ -135,19 +151,9 @@ def main() -> None:
         ("Encoder.from_pretrained(mntp dir naming a base not available locally)",
          lambda: Encoder.from_pretrained(elsewhere).encode(TEXTS), None),
     ]
-    cases += [(f"Encoder.from_pretrained({name!r})  (real published name)",
-               lambda name=name: Encoder.from_pretrained(name).encode(TEXTS), None) for name in PUBLISHED]
-    print("| loading path | result |\n|---|---|")
+    print("\nbuilt layout, in a temporary Hugging Face cache:\n\n| loading path | result |\n|---|---|")
     for label, run, expected in cases:
-        try:
-            vectors = run()
-        except (ValueError, FileNotFoundError, TypeError) as exc:
-            result = f"{type(exc).__name__}: {exc}"
-        else:
-            result = f"ok, {vectors.shape[0]} x {vectors.shape[1]}"
-            if expected is not None:
-                result += f", max abs diff vs manual peft merge {np.abs(vectors - expected).max():.2e}"
-        print(f"| {label} | {result.replace(str(work), '<tmp>')} |", flush=True)
+        _try(label, run, expected, work)
     _export(work, simcse)
     shutil.rmtree(work, ignore_errors=True)
 
