@@ -10,7 +10,17 @@ Example:
 from bivec.attention import BidirectionalError, check_bidirectional, make_bidirectional
 from bivec.compat import LLM2Vec
 from bivec.encoder import Encoder
+from bivec.export.quantization import QuantizedVectors, quantize
 
 __version__ = "0.1.0"
 
-__all__ = ["BidirectionalError", "Encoder", "LLM2Vec", "__version__", "check_bidirectional", "make_bidirectional"]
+__all__ = [
+    "BidirectionalError",
+    "Encoder",
+    "LLM2Vec",
+    "QuantizedVectors",
+    "__version__",
+    "check_bidirectional",
+    "make_bidirectional",
+    "quantize",
+]

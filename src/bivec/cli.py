@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, Optional
 
 import typer
+
+from bivec.export.cli import app as convert_app
 
 app = typer.Typer(
     help="Turn decoder-only language models into text encoders (LLM2Vec).",
@@ -33,46 +35,68 @@ def _fail(problem: Exception | str) -> NoReturn:
 
 
 @app.command(
-    epilog='Example: bivec encode "A man plays a guitar." "Someone is playing music." --normalize -o vectors.npy'
+    epilog='Example: bivec encode "A man plays a guitar." "Someone is playing music." --normalize -o vectors.npy\n\n'
+    "Example: bivec encode \"a text\" -m McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp "
+    "--adapter McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp-unsup-simcse --quantize int8 -o codes.npz"
 )
 def encode(
     texts: Annotated[list[str], typer.Argument(help="Texts to embed.")],
     model: ModelOption = None,
+    adapter: Annotated[Optional[list[str]], typer.Option(help="LoRA adapter merged on top, in order; repeatable.")] = None,
     instruction: Annotated[str, typer.Option(help="Instruction put before every text; not pooled.")] = "",
-    pooling: Annotated[str, typer.Option(help="mean, weighted_mean, eos, last, bos or first.")] = "mean",
+    pooling: Annotated[Optional[str], typer.Option(help="mean, weighted_mean, eos, last, bos or first; default: the checkpoint's, else mean.")] = None,
     causal: Annotated[bool, typer.Option("--causal", help="Keep the model's causal attention.")] = False,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the vectors.")] = False,
-    max_length: Annotated[int, typer.Option(help="Tokens per text; longer texts are cut.")] = 512,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Save the vectors as .npy.")] = None,
+    dimensions: Annotated[Optional[int], typer.Option(help="Keep the first N dimensions (Matryoshka), before normalising.")] = None,
+    quantize: Annotated[Optional[str], typer.Option(help="int8 or binary codes, saved with their scale as .npz.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens per text; longer texts are cut. Default: the checkpoint's, else 512.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")] = None,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights; they can run code.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run code shipped with the model.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the vectors as .npy (quantised: .npz).")] = None,
 ) -> None:
     """Embed texts and print their cosine similarities (or save the vectors with -o)."""
     import numpy as np
 
-    if output is not None and output.suffix != ".npy":
-        _fail(f"--output {output}: only .npy is supported")
+    from bivec.export.quantization import KINDS
+    from bivec.export.quantization import quantize as quantize_vectors
+
+    if quantize is not None and quantize not in KINDS:
+        _fail(f"--quantize {quantize}: choose one of {', '.join(KINDS)}")
+    suffix = ".npz" if quantize else ".npy"
+    if output is not None and output.suffix != suffix:
+        _fail(f"--output {output}: only {suffix} is supported" + (" for quantised vectors (codes + scale)" if quantize else ""))
 
     from bivec.encoder import Encoder
 
     try:
         encoder = Encoder.from_pretrained(
-            model, bidirectional=not causal, pooling=pooling, max_length=max_length, dtype=dtype
+            model, adapters=adapter or [], bidirectional=not causal, pooling=pooling, max_length=max_length,
+            dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
         )
-        vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize)
+        vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize,
+                                 dimensions=dimensions)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
+    codes = quantize_vectors(vectors, quantize) if quantize else None
     if output is not None:
-        np.save(output, vectors)
-        typer.echo(f"saved {vectors.shape[0]} x {vectors.shape[1]} float32 vectors to {output}")
+        if codes is not None:
+            codes.save(output)
+            typer.echo(f"saved {len(texts)} x {codes.dim} {quantize} codes and their scale to {output}")
+        else:
+            np.save(output, vectors)
+            typer.echo(f"saved {vectors.shape[0]} x {vectors.shape[1]} float32 vectors to {output}")
         return
+    if codes is not None:
+        vectors = codes.dequantize()
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     typer.echo(f"{vectors.shape[0]} texts -> {vectors.shape[1]}-dim vectors ({encoder.pooling} pooling, "
-               f"{'causal' if causal else 'bidirectional'})")
+               f"{'causal' if causal else 'bidirectional'}{f', {quantize} codes' if quantize else ''})")
     for i, (text, vector) in enumerate(zip(texts, vectors)):
         head = " ".join(f"{x:+.3f}" for x in vector[:4])
         typer.echo(f"[{i}] {text!r}: [{head} ...] norm {np.linalg.norm(vector):.2f}")
     if len(texts) > 1:
-        typer.echo("cosine similarity:")
+        typer.echo("cosine similarity" + (" (of the dequantised codes):" if quantize else ":"))
         for i, row in enumerate(unit @ unit.T):
             typer.echo(f"[{i}] " + " ".join(f"{x:6.3f}" for x in row))
 
@@ -107,6 +131,9 @@ def info(model: Annotated[str | None, typer.Argument(help="Model directory; defa
     }
     for key, value in rows.items():
         typer.echo(f"{key:>14}: {value}")
+
+
+app.add_typer(convert_app, name="convert")
 
 
 def main() -> None:

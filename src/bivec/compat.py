@@ -8,12 +8,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel
 
-from bivec.attention import make_bidirectional
 from bivec.encoder import EncodeInput, Encoder
-from bivec.models.adapters import apply_adapters
-from bivec.models.loading import load_tokenizer, resolve_device, resolve_dtype, resolve_model_path
 
 
 class LLM2Vec:
@@ -54,17 +50,20 @@ class LLM2Vec:
         enable_bidirectional: bool = True,
         extra_model_name_or_path: str | Path | Sequence[str | Path] | None = None,
         *,
-        pooling_mode: str = "mean",
-        max_length: int = 512,
+        pooling_mode: str | None = None,
+        max_length: int | None = None,
         torch_dtype: str | torch.dtype | None = None,
         device_map: str | torch.device | None = None,
         **kwargs: Any,
     ) -> LLM2Vec:
-        """Load a base model, then the MNTP adapter and any extra adapters, merged in order.
+        """Load a base model (or a published ``-mntp`` directory, whose adapter names its base), then
+        the peft adapter and any extra adapters, merged in order; see :meth:`Encoder.from_pretrained`.
 
         Accepts the reference's keyword arguments; ``merge_peft`` is accepted for compatibility
         (adapters are always merged), ``skip_instruction`` must stay True and ``doc_max_length``
-        is not used (texts are cut at ``max_length``).
+        is not used (texts are cut at ``max_length``). ``pooling_mode`` and ``max_length`` default
+        to the checkpoint's ``llm2vec_config.json``. ``use_safetensors=False`` allows pickle
+        checkpoints; ``trust_remote_code`` is off unless given.
         """
         kwargs.pop("merge_peft", None)
         kwargs.pop("doc_max_length", None)
@@ -72,21 +71,25 @@ class LLM2Vec:
             raise ValueError("skip_instruction=False is not supported: bivec always pools over the text only")
         dtype = kwargs.pop("dtype", torch_dtype)
         attn_implementation = kwargs.pop("attn_implementation", "sdpa")
+        allow_pickle = not kwargs.pop("use_safetensors", True)
+        trust_remote_code = kwargs.pop("trust_remote_code", False)
         if kwargs:
             raise TypeError(f"LLM2Vec.from_pretrained got unexpected arguments: {', '.join(sorted(kwargs))}")
-        path = resolve_model_path(base_model_name_or_path)
-        device = resolve_device(device_map if device_map != "auto" else None)
-        model = AutoModel.from_pretrained(
-            path, dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation
-        )
         if isinstance(extra_model_name_or_path, (str, Path)):
             extra_model_name_or_path = [extra_model_name_or_path]
         adapters = [p for p in (peft_model_name_or_path, *(extra_model_name_or_path or [])) if p is not None]
-        model = apply_adapters(model, adapters)
-        model.to(device).eval()
-        if enable_bidirectional:
-            make_bidirectional(model)
-        encoder = Encoder(model, load_tokenizer(path), pooling=pooling_mode, max_length=max_length)
+        encoder = Encoder.from_pretrained(
+            base_model_name_or_path,
+            adapters=adapters,
+            bidirectional=enable_bidirectional,
+            pooling=pooling_mode,
+            max_length=max_length,
+            dtype=dtype,
+            device=device_map if device_map != "auto" else None,
+            attn_implementation=attn_implementation,
+            allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code,
+        )
         return cls(encoder)
 
     def encode(

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bivec.attention import last_hidden_state, make_bidirectional
-from bivec.models.loading import load_tokenizer, resolve_device, resolve_dtype, resolve_model_path
+from bivec.models.checkpoint import EncoderSettings, load_model, resolve_checkpoint
+from bivec.models.loading import load_tokenizer, resolve_device
 from bivec.pooling import check_pooling_mode, pool
 
 EncodeInput = str | Sequence[str]
@@ -100,30 +101,40 @@ class Encoder:
         cls,
         path: str | Path | None = None,
         *,
+        adapters: Sequence[str | Path] = (),
         bidirectional: bool = True,
-        pooling: str = "mean",
-        max_length: int = 512,
+        pooling: str | None = None,
+        max_length: int | None = None,
         dtype: str | torch.dtype | None = None,
         device: str | torch.device | None = None,
         attn_implementation: str | None = "sdpa",
         chat_template: bool | None = None,
+        allow_pickle: bool = False,
+        trust_remote_code: bool = False,
     ) -> Encoder:
-        """Load a local model directory (``None``: the embedded default model).
+        """Load a local model directory (``None``: the embedded default model), or a published
+        LLM2Vec directory whose MNTP adapter names its base, then merge ``adapters`` in order.
+
+        ``pooling`` and ``max_length`` default to the checkpoint's ``llm2vec_config.json`` /
+        ``bivec_config.json``, else mean and 512. Weights load from safetensors only unless
+        ``allow_pickle``; code shipped with a model runs only with ``trust_remote_code``.
 
         Example:
-            >>> encoder = Encoder.from_pretrained(None, pooling="mean", dtype="float32")  # doctest: +SKIP
+            >>> encoder = Encoder.from_pretrained("McGill-NLP/LLM2Vec-Mistral-7B-Instruct-v2-mntp",
+            ...     adapters=["McGill-NLP/LLM2Vec-Mistral-7B-Instruct-v2-mntp-supervised"])  # doctest: +SKIP
         """
-        pooling = check_pooling_mode(pooling)
-        model_path = resolve_model_path(path)
-        device = resolve_device(device)
-        tokenizer = load_tokenizer(model_path)
-        model = AutoModel.from_pretrained(
-            model_path, dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation
+        checkpoint = resolve_checkpoint(path, adapters, allow_pickle=allow_pickle)
+        settings = EncoderSettings("mean", 512).override(checkpoint.settings).override(
+            EncoderSettings(pooling, max_length)
         )
-        model.to(device).eval()
+        pooling = check_pooling_mode(settings.pooling)
+        device = resolve_device(device)
+        tokenizer = load_tokenizer(checkpoint.tokenizer, trust_remote_code=trust_remote_code)
+        model = load_model(checkpoint, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                           allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
         if bidirectional:
             make_bidirectional(model)
-        return cls(model, tokenizer, pooling=pooling, max_length=max_length, chat_template=chat_template)
+        return cls(model, tokenizer, pooling=pooling, max_length=settings.max_length, chat_template=chat_template)
 
     @property
     def dim(self) -> int:

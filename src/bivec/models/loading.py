@@ -26,23 +26,30 @@ def resolve_model_path(path: str | Path | None) -> Path:
     in the local Hugging Face cache only, never downloaded."""
     if path is None:
         return ensure_default_model()
+    return resolve_local_dir(path, ("config.json", "adapter_config.json"), "model path")
+
+
+def resolve_local_dir(path: str | Path, markers: tuple[str, ...], what: str) -> Path:
+    """A local directory holding one of ``markers``, or the snapshot of a hub name in the local
+    Hugging Face cache (never downloaded); ``what`` names the argument in errors."""
     local = Path(path).expanduser()
     if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise FileNotFoundError(f"model path {str(path)!r} has no config.json, so it is not a model directory")
+        if not any((local / marker).is_file() for marker in markers):
+            raise FileNotFoundError(f"{what} {str(path)!r} has no {' or '.join(markers)}")
         return local
     if local.exists():
-        raise FileNotFoundError(f"model path {str(path)!r} is a file; expected a model directory")
+        raise FileNotFoundError(f"{what} {str(path)!r} is a file; expected a directory")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
     try:
-        return Path(snapshot_download(str(path), local_files_only=True))
+        snapshot = Path(snapshot_download(str(path), local_files_only=True))
     except (HFValidationError, OSError, ValueError) as exc:
         raise FileNotFoundError(
-            f"model path {str(path)!r} does not exist, and no copy of it is in the local Hugging Face cache "
+            f"{what} {str(path)!r} does not exist, and no copy of it is in the local Hugging Face cache "
             "(bivec never downloads models)"
         ) from exc
+    return resolve_local_dir(snapshot, markers, what)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -66,10 +73,10 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return _DTYPES[key]
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """A fast tokenizer (its character offsets locate the text inside instructions and chat
-    templates) with a pad token set."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    templates) with a pad token set; code shipped with it runs only with ``trust_remote_code``."""
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if not tokenizer.is_fast:
         raise ValueError(
             f"the tokenizer in {str(path)!r} is a slow (Python) tokenizer; bivec needs a fast tokenizer "

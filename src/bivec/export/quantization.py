@@ -1,0 +1,108 @@
+"""Quantised embeddings: int8 codes with a per-dimension scale, or packed sign bits.
+
+The scale is part of the result, so codes can be read back (``dequantize``) and batches
+quantised separately can share one scale (pass ``scale=`` from a first batch or a calibration
+set), which keeps their codes comparable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+QuantizationKind = Literal["int8", "binary"]
+KINDS: tuple[str, ...] = ("int8", "binary")
+_INT8_MAX = 127
+
+
+@dataclass(frozen=True)
+class QuantizedVectors:
+    """Quantised vectors and how to read them back.
+
+    ``int8``: ``codes`` is int8 (n, dim) and a value is ``code * scale[d]``.
+    ``binary``: ``codes`` is uint8 (n, ceil(dim / 8)), one bit per dimension (``numpy.packbits``
+    order, 1 where the value is positive) and a value is ``+scale[d]`` or ``-scale[d]``.
+    """
+
+    kind: str
+    codes: np.ndarray
+    scale: np.ndarray
+    dim: int
+
+    def dequantize(self) -> np.ndarray:
+        """Float32 vectors (n, dim) rebuilt from the codes and scale."""
+        if self.kind == "int8":
+            return self.codes.astype(np.float32) * self.scale
+        signs = np.unpackbits(self.codes, axis=1, count=self.dim).astype(np.float32) * 2 - 1
+        return signs * self.scale
+
+    def save(self, path: str | Path) -> Path:
+        """Write codes, scale, kind and dim to an ``.npz`` file."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise ValueError(f"quantised vectors are saved as .npz (codes + scale), got {path}")
+        np.savez(path, kind=np.array(self.kind), codes=self.codes, scale=self.scale, dim=np.array(self.dim))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> QuantizedVectors:
+        """Read a file written by :meth:`save`."""
+        with np.load(path) as data:
+            missing = {"kind", "codes", "scale", "dim"} - set(data.files)
+            if missing:
+                raise ValueError(f"{path} is not a bivec quantised-vectors file: missing {', '.join(sorted(missing))}")
+            return cls(str(data["kind"]), data["codes"], data["scale"], int(data["dim"]))
+
+
+def _check_vectors(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.floating):
+        raise ValueError(f"vectors must be a 2-D float array (n, dim), got {vectors.dtype} with shape {vectors.shape}")
+    if not np.isfinite(vectors).all():
+        raise ValueError("vectors contain NaN or infinite values")
+    return vectors.astype(np.float32, copy=False)
+
+
+def _check_scale(scale: np.ndarray, dim: int) -> np.ndarray:
+    scale = np.asarray(scale, dtype=np.float32)
+    if scale.shape != (dim,):
+        raise ValueError(f"scale must have shape ({dim},), one value per dimension, got {scale.shape}")
+    if not (np.isfinite(scale).all() and (scale >= 0).all()):
+        raise ValueError("scale must be finite and non-negative")
+    return scale
+
+
+def quantize(vectors: np.ndarray, kind: QuantizationKind, *, scale: np.ndarray | None = None) -> QuantizedVectors:
+    """Quantise float vectors (n, dim) to ``"int8"`` or ``"binary"`` codes, recording the scale.
+
+    int8 is symmetric per dimension: by default ``scale[d] = max |v[:, d]| / 127``, so the largest
+    value of each dimension maps to +-127; values beyond a given ``scale`` are clipped. binary keeps
+    the sign; its ``scale[d]`` (default: mean ``|v[:, d]|``, the best reconstruction for a sign code)
+    is only used by ``dequantize``.
+
+    Example:
+        >>> q = quantize(np.array([[0.5, -1.0], [0.25, 0.5]]), "int8")
+        >>> q.codes.tolist(), q.scale.tolist()
+        ([[127, -127], [64, 64]], [0.003937007859349251, 0.007874015718698502])
+        >>> quantize(np.array([[0.5, -1.0]]), "binary").codes.tolist()
+        [[128]]
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown quantisation {kind!r}; choose one of {', '.join(KINDS)}")
+    vectors = _check_vectors(vectors)
+    dim = vectors.shape[1]
+    magnitude = np.abs(vectors)
+    if kind == "int8":
+        if scale is None:
+            scale = magnitude.max(axis=0, initial=0.0) / _INT8_MAX
+            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        scale = _check_scale(scale, dim)
+        safe = np.where(scale > 0, scale, 1.0)
+        codes = np.clip(np.rint(vectors / safe), -_INT8_MAX, _INT8_MAX).astype(np.int8)
+        return QuantizedVectors(kind, codes, scale, dim)
+    if scale is None:
+        scale = magnitude.mean(axis=0) if len(vectors) else np.zeros(dim, dtype=np.float32)
+    return QuantizedVectors(kind, np.packbits(vectors > 0, axis=1), _check_scale(scale, dim), dim)

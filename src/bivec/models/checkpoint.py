@@ -1,0 +1,192 @@
+"""The LLM2Vec checkpoint layout: base weights, stacked LoRA adapters and encoder settings.
+
+Published LLM2Vec models come as a directory with the base model's ``config.json``, tokenizer and
+an MNTP LoRA adapter whose ``adapter_config.json`` names the base weights
+(``base_model_name_or_path``), plus optional second-stage adapters (SimCSE, supervised) applied on
+top. Encoder settings come from ``llm2vec_config.json`` (the reference library's file) or
+``bivec_config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModel, PreTrainedModel
+
+from bivec.models.adapters import apply_adapters, resolve_adapter
+from bivec.models.loading import resolve_dtype, resolve_local_dir, resolve_model_path
+from bivec.models.safety import check_weights
+from bivec.pooling import check_pooling_mode
+
+LLM2VEC_CONFIG = "llm2vec_config.json"
+BIVEC_CONFIG = "bivec_config.json"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """Pooling and length recorded with a checkpoint; ``None`` means not recorded."""
+
+    pooling: str | None = None
+    max_length: int | None = None
+
+    def override(self, other: EncoderSettings) -> EncoderSettings:
+        """These settings with every value that ``other`` records taking precedence."""
+        return replace(self, **{k: v for k, v in vars(other).items() if v is not None})
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the settings as ``bivec_config.json`` in ``directory``.
+
+        Example:
+            >>> EncoderSettings(pooling="mean", max_length=512).save("out/")  # doctest: +SKIP
+        """
+        path = Path(directory) / BIVEC_CONFIG
+        path.write_text(json.dumps({k: v for k, v in vars(self).items() if v is not None}, indent=2) + "\n")
+        return path
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where each part of a checkpoint lives, resolved to local directories."""
+
+    base: Path
+    tokenizer: Path
+    adapters: tuple[Path, ...] = ()
+    settings: EncoderSettings = field(default_factory=EncoderSettings)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _positive_int(path: Path, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{path}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _pooling(path: Path, key: str, value: Any) -> str:
+    try:
+        return check_pooling_mode(value)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {key}: {exc}") from exc
+
+
+def read_settings(directory: Path) -> EncoderSettings:
+    """The encoder settings recorded in ``directory``: ``llm2vec_config.json`` (keys
+    ``pooling_mode``, ``max_length``, ``skip_instruction``; ``doc_max_length`` is not used), then
+    ``bivec_config.json`` (``pooling``, ``max_length``), which takes precedence."""
+    settings = EncoderSettings()
+    if (path := directory / LLM2VEC_CONFIG).is_file():
+        data = _read_json(path)
+        if data.get("skip_instruction", True) is not True:
+            raise ValueError(f"{path}: skip_instruction={data['skip_instruction']!r} is not supported: "
+                             "bivec always leaves instructions out of pooling")
+        settings = EncoderSettings(
+            pooling=_pooling(path, "pooling_mode", data["pooling_mode"]) if "pooling_mode" in data else None,
+            max_length=_positive_int(path, "max_length", data["max_length"]) if "max_length" in data else None,
+        )
+    if (path := directory / BIVEC_CONFIG).is_file():
+        data = _read_json(path)
+        unknown = sorted(set(data) - {"pooling", "max_length"})
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {', '.join(unknown)}; expected pooling, max_length")
+        settings = settings.override(EncoderSettings(
+            pooling=_pooling(path, "pooling", data["pooling"]) if "pooling" in data else None,
+            max_length=_positive_int(path, "max_length", data["max_length"]) if "max_length" in data else None,
+        ))
+    return settings
+
+
+def _adapter_base(directory: Path, *, allow_pickle: bool) -> Path:
+    """The base model named by the adapter in ``directory``, found locally."""
+    config = _read_json(directory / "adapter_config.json")
+    name = config.get("base_model_name_or_path")
+    if not name:
+        raise ValueError(f"{directory / 'adapter_config.json'}: base_model_name_or_path is not set, so the base "
+                         "weights are unknown; load the base directory and pass this one in adapters=[...]")
+    try:
+        base = resolve_local_dir(name, ("config.json",), "base model")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"{directory / 'adapter_config.json'} names base model {name!r} (base_model_name_or_path), which is "
+            "neither a local directory nor in the local Hugging Face cache (bivec never downloads models). Put "
+            "the base model there, or load the base directory and pass this one in adapters=[...]"
+        ) from exc
+    if not check_weights(base, "model", allow_pickle=allow_pickle):
+        raise FileNotFoundError(f"base model {name!r} ({base}), named by {directory}, has no weights")
+    return base
+
+
+def resolve_checkpoint(
+    path: str | Path | None, adapters: Sequence[str | Path] = (), *, allow_pickle: bool = False
+) -> Checkpoint:
+    """Resolve a model directory and extra adapters to local directories, without loading weights.
+
+    ``path`` is a model directory with weights, or a directory whose ``adapter_config.json`` names
+    its base (the published LLM2Vec ``-mntp`` layout: that adapter is applied first), or a hub name
+    of either found in the local Hugging Face cache; ``None`` is the embedded default model.
+    ``adapters`` are applied after it, in order. Settings from later directories win.
+
+    Example:
+        >>> resolve_checkpoint("McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp",
+        ...                    ["McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp-unsup-simcse"])  # doctest: +SKIP
+    """
+    if isinstance(adapters, (str, Path)):
+        raise TypeError("adapters must be a list of adapter directories, not a single path")
+    root = resolve_model_path(path)
+    has_weights = check_weights(root, "model", allow_pickle=allow_pickle)
+    has_adapter = (root / "adapter_config.json").is_file()
+    if has_weights and has_adapter:
+        raise ValueError(
+            f"model path {str(path)!r} holds both full weights and a LoRA adapter (adapter_config.json), so it "
+            "is unclear whether the weights already include the adapter; move the adapter to its own directory "
+            "and pass it in adapters=[...]"
+        )
+    if has_weights:
+        base, leading = root, []
+    elif has_adapter:
+        base, leading = _adapter_base(root, allow_pickle=allow_pickle), [resolve_adapter(root, allow_pickle=allow_pickle)]
+    else:
+        raise FileNotFoundError(
+            f"model path {str(path)!r} has neither weights (model.safetensors) nor a LoRA adapter (adapter_config.json)"
+        )
+    stack = tuple(leading + [resolve_adapter(a, allow_pickle=allow_pickle) for a in adapters])
+    settings = EncoderSettings()
+    for directory in dict.fromkeys([base, root, *stack]):
+        settings = settings.override(read_settings(directory))
+    tokenizer = root if any((root / name).is_file() for name in _TOKENIZER_FILES) else base
+    return Checkpoint(base=base, tokenizer=tokenizer, adapters=stack, settings=settings)
+
+
+def load_model(
+    checkpoint: Checkpoint,
+    *,
+    device: torch.device,
+    dtype: str | torch.dtype | None = None,
+    attn_implementation: str | None = "sdpa",
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    """Load the base weights (safetensors only unless ``allow_pickle``; remote code only with
+    ``trust_remote_code``) on ``device`` and merge the checkpoint's adapters in order."""
+    model = AutoModel.from_pretrained(
+        checkpoint.base,
+        dtype=resolve_dtype(dtype, device),
+        attn_implementation=attn_implementation,
+        use_safetensors=None if allow_pickle else True,
+        trust_remote_code=trust_remote_code,
+    )
+    model.to(device)
+    return apply_adapters(model, checkpoint.adapters, allow_pickle=allow_pickle).eval()

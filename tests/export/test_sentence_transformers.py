@@ -1,0 +1,135 @@
+import json
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+from typer.testing import CliRunner
+
+from bivec import Encoder
+from bivec.attention import BidirectionalError, check_bidirectional
+from bivec.cli import app
+from bivec.export.sentence_transformers import ExportError, export_sentence_transformers, verify_export
+from checkpoint_layouts import build_adapter, build_base, build_mntp
+from conftest import ARCHITECTURES
+
+# Lengths differ, so a batch is padded; the tiny tokenizer adds <s> and has a chat template.
+BATCH = ["a man plays a guitar", "the stock market fell sharply today and someone sold", "a dog", "the cat sits on the mat"]
+SINGLE = ["someone is playing music in the park"]
+
+
+@pytest.fixture(scope="module")
+def stacked(tmp_path_factory):
+    """A published-layout checkpoint with a second-stage adapter, loaded with bivec."""
+    root = tmp_path_factory.mktemp("stacked")
+    base = build_base(root / "base")
+    mntp = build_mntp(base, root / "mntp", base_name=str(base))
+    simcse = build_adapter(base, root / "simcse", seed=2)
+    return Encoder.from_pretrained(mntp, adapters=[simcse])
+
+
+def _assert_same_vectors(model, encoder, normalize=False):
+    for texts in (BATCH, SINGLE):
+        expected = encoder.encode(texts, normalize=normalize)
+        np.testing.assert_allclose(model.encode(texts, batch_size=len(texts)), expected, atol=1e-5)
+
+
+def test_sentence_transformers_reproduces_bivec(stacked, tmp_path):
+    out = export_sentence_transformers(stacked, tmp_path / "st")
+    model = SentenceTransformer(str(out))  # plain: no trust_remote_code, no bivec module classes
+    assert [type(m).__name__ for m in model] == ["Transformer", "WordWeights", "Pooling"]
+    assert model.max_seq_length == stacked.max_length
+    _assert_same_vectors(model, stacked)
+    # The BOS token is left out of pooling, as bivec's pooling mask leaves it out.
+    assert json.loads((out / "1_WordWeights" / "config.json").read_text())["word_weights"] == {"<s>": 0.0}
+    normalized = export_sentence_transformers(stacked, tmp_path / "normalized", normalize=True)
+    model = SentenceTransformer(str(normalized))
+    assert type(model[-1]).__name__ == "Normalize"
+    _assert_same_vectors(model, stacked, normalize=True)
+
+
+def test_plain_load_attends_bidirectionally_from_the_config_alone(stacked, tmp_path):
+    out = export_sentence_transformers(stacked, tmp_path / "st")
+    auto_model = SentenceTransformer(str(out))[0].auto_model
+    assert json.loads((out / "config.json").read_text())["is_causal"] is False
+    check_bidirectional(auto_model)
+    # Nothing but the saved config makes it so: the attention modules still carry is_causal=True.
+    assert all(m.is_causal for m in auto_model.modules() if isinstance(getattr(m, "is_causal", None), bool))
+    # Control: without the config flag the same directory is causal, and its vectors differ.
+    config = json.loads((out / "config.json").read_text())
+    del config["is_causal"]
+    (out / "config.json").write_text(json.dumps(config))
+    causal = SentenceTransformer(str(out))
+    with pytest.raises(BidirectionalError, match="still attends causally"):
+        check_bidirectional(causal[0].auto_model)
+    assert not np.allclose(causal.encode(SINGLE), stacked.encode(SINGLE), atol=1e-3)
+    with pytest.raises(BidirectionalError):
+        verify_export(stacked, out)
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURES))
+def test_every_supported_architecture_exports(model_type, tmp_path):
+    attention = "sdpa" if ARCHITECTURES[model_type] else "eager"
+    encoder = Encoder.from_pretrained(build_base(tmp_path / "base", model_type), attn_implementation=attention)
+    out = export_sentence_transformers(encoder, tmp_path / "st")
+    _assert_same_vectors(SentenceTransformer(str(out)), encoder)
+
+
+def test_last_token_pooling_exports_when_nothing_follows_the_text(tmp_path):
+    encoder = Encoder.from_pretrained(build_base(tmp_path / "base"), pooling="last")
+    out = export_sentence_transformers(encoder, tmp_path / "st")
+    model = SentenceTransformer(str(out))
+    assert [type(m).__name__ for m in model] == ["Transformer", "Pooling"]
+    _assert_same_vectors(model, encoder)
+
+
+def test_verify_catches_a_directory_that_differs(stacked, tmp_path):
+    out = export_sentence_transformers(stacked, tmp_path / "st", verify=False)
+    config_path = out / "2_Pooling" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["pooling_mode"] = "max"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ExportError, match=r"does not reproduce bivec's vectors \(3 text\(s\): relative difference [0-9.e+]+ > 1e-04\)"):
+        verify_export(stacked, out)
+
+
+def test_what_cannot_be_exported_is_refused(tmp_path):
+    base = build_base(tmp_path / "base")
+    cases = [
+        (Encoder.from_pretrained(base, pooling="eos"), "'eos' pooling has no exact sentence-transformers equivalent"),
+        (Encoder.from_pretrained(base, pooling="weighted_mean"), "'weighted_mean' pooling has no exact"),
+        (Encoder.from_pretrained(base, pooling="first"), "'first' pooling has no exact"),
+        (Encoder.from_pretrained(base, chat_template=True), r"wraps every input in the chat template \(chat_template=True\)"),
+        (Encoder.from_pretrained(base, bidirectional=False), "the encoder is causal"),
+        (Encoder.from_pretrained(base, max_length=2048), "max_length=2048 exceeds the model's 1024 positions"),
+    ]
+    for i, (encoder, message) in enumerate(cases):
+        with pytest.raises(ExportError, match=message):
+            export_sentence_transformers(encoder, tmp_path / f"out{i}")
+        assert not (tmp_path / f"out{i}").exists()  # refused before anything is written
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "file").write_text("x")
+    with pytest.raises(ExportError, match="output directory '.*full' is not empty"):
+        export_sentence_transformers(Encoder.from_pretrained(base), tmp_path / "full")
+
+
+def test_cli_convert(stacked, tmp_path):
+    root = tmp_path / "ckpt"
+    base = build_base(root / "base")
+    mntp = build_mntp(base, root / "mntp", base_name=str(base))
+    simcse = build_adapter(base, root / "simcse", seed=2)
+    out = tmp_path / "st"
+    result = CliRunner().invoke(app, ["convert", "sentence-transformers", str(mntp), str(out), "--adapter", str(simcse)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote a sentence-transformers model (mean pooling, 32 dims) to {out}; reloaded with sentence-transformers: " \
+           "bidirectional, same vectors" in result.output
+    _assert_same_vectors(SentenceTransformer(str(out)), Encoder.from_pretrained(mntp, adapters=[simcse]))
+
+
+def test_cli_convert_bad_input(tmp_path):
+    base = build_base(tmp_path / "base")
+    result = CliRunner().invoke(app, ["convert", "sentence-transformers", str(tmp_path / "missing"), str(tmp_path / "a")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = CliRunner().invoke(app, ["convert", "sentence-transformers", str(base), str(tmp_path / "b"), "--pooling", "eos"])
+    assert result.exit_code == 2 and "'eos' pooling has no exact sentence-transformers equivalent" in result.output
+    result = CliRunner().invoke(app, ["convert", "sentence-transformers", "--help"])
+    assert result.exit_code == 0 and "Example: bivec convert sentence-transformers" in result.output
