@@ -34,25 +34,65 @@ def _fail(problem: Exception | str) -> NoReturn:
     raise typer.Exit(2)
 
 
-@app.command(
-    epilog='Example: bivec encode "A man plays a guitar." "Someone is playing music." --normalize -o vectors.npy'
-)
+_ENCODE_EXAMPLES = """Example: bivec encode "A man plays a guitar." "Someone is playing music." --normalize -o vectors.npy
+
+Example: bivec encode -i questions.jsonl --field question --instruction "Retrieve relevant passages:" -o q.parquet
+
+Example: cat sentences.txt | bivec encode -o sentences.jsonl
+"""
+_PRINT_LIMIT = 16
+
+
+def _read_inputs(texts: list[str] | None, input: str | None, input_format: str | None, field: str) -> list[str]:
+    import sys
+
+    from bivec.textio import read_texts
+
+    if texts and input is not None:
+        _fail("give texts as arguments or --input FILE, not both")
+    if texts:
+        return texts
+    if input is None and sys.stdin.isatty():
+        _fail("no texts: give them as arguments, with --input FILE, or on stdin")
+    try:
+        return read_texts("-" if input is None else input, format=input_format, field=field)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
+@app.command(epilog=_ENCODE_EXAMPLES)
 def encode(
-    texts: Annotated[list[str], typer.Argument(help="Texts to embed.")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to embed (or use --input, or stdin).")] = None,
+    input: Annotated[Optional[str], typer.Option("--input", "-i", help="Read texts from a .txt (one per line), "
+                     ".jsonl, .csv or .tsv file; - is stdin.")] = None,
+    field: Annotated[str, typer.Option(help="JSON field or CSV/TSV column holding the text.")] = "text",
+    input_format: Annotated[Optional[str], typer.Option(help="txt, jsonl, csv or tsv; default: from the suffix (stdin: txt).")] = None,
     model: ModelOption = None,
     instruction: Annotated[str, typer.Option(help="Instruction put before every text; not pooled.")] = "",
     pooling: Annotated[str, typer.Option(help="mean, weighted_mean, eos, last, bos or first.")] = "mean",
     causal: Annotated[bool, typer.Option("--causal", help="Keep the model's causal attention.")] = False,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the vectors.")] = False,
+    dimensions: Annotated[Optional[int], typer.Option(help="Keep the first N coordinates (Matryoshka).")] = None,
     max_length: Annotated[int, typer.Option(help="Tokens per text; longer texts are cut.")] = 512,
+    batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = 32,
     dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the vectors as .npy.")] = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar; default: on a terminal.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the vectors: .npy, .parquet or .jsonl "
+                      "(the last two with the texts).")] = None,
 ) -> None:
     """Embed texts and print their cosine similarities (or save the vectors with -o)."""
     import numpy as np
 
-    if output is not None and output.suffix != ".npy":
-        _fail(f"--output {output}: only .npy is supported")
+    from bivec.textio import check_output_path, write_vectors
+
+    if output is not None:
+        try:
+            check_output_path(output)
+        except ValueError as exc:
+            _fail(exc)
+    texts = _read_inputs(texts, input, input_format, field)
+    if output is None and len(texts) > _PRINT_LIMIT:
+        _fail(f"{len(texts)} texts: give --output FILE (.npy, .parquet or .jsonl) to save more than {_PRINT_LIMIT}")
 
     from bivec.encoder import Encoder
 
@@ -60,11 +100,12 @@ def encode(
         encoder = Encoder.from_pretrained(
             model, bidirectional=not causal, pooling=pooling, max_length=max_length, dtype=dtype
         )
-        vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize)
+        vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize,
+                                 dimensions=dimensions, batch_size=batch_size, show_progress=progress)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
     if output is not None:
-        np.save(output, vectors)
+        write_vectors(output, texts, vectors)
         typer.echo(f"saved {vectors.shape[0]} x {vectors.shape[1]} float32 vectors to {output}")
         return
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -59,8 +59,8 @@ def serve(
             normalize=normalize, max_inputs=max_inputs, truncate=truncate, max_batch_tokens=max_batch_tokens,
             max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue_texts=max_queue, api_key=api_key,
         )
-        sock = _bind(host, port)
         encoder = Encoder.from_pretrained(model, pooling=pooling, max_length=max_length, dtype=dtype)
+        sock = _bind(host, port)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
     encoder.encode(["warm up"], show_progress=False)
