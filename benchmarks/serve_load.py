@@ -5,7 +5,8 @@ concurrent clients (--clients), each level for --duration seconds (requests in f
 deadline still finish), then stops the server and encodes the same texts in-process: one text
 per call for --duration seconds, and the texts the busiest level sent in batches of 32.
 Texts: both sentences of ../shared/data/sts/sts13.tsv, cycled. Every request carries
---texts-per-request texts. The client shares the CPU with the server.
+--texts-per-request texts. The client shares the CPU with the server; the
+load average is printed because other work on the machine skews the numbers.
 
 Usage: python benchmarks/serve_load.py [--model DIR] [--clients 1,4,16] [--duration 20]
 """
@@ -120,6 +121,7 @@ def main() -> None:
     k = args.texts_per_request
     requests = [texts[i : i + k] for i in range(0, len(texts) - k + 1, k)]
 
+    load_before = os.getloadavg()[0]
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     server = _start_server(args.model, port, args.server_args.split())
@@ -165,7 +167,8 @@ def main() -> None:
 
     print(f"model: {args.model or 'embedded default'}; {k} text(s) per request; {args.duration:.0f} s per level; "
           f"{os.cpu_count()} CPUs, torch threads {__import__('torch').get_num_threads()}; "
-          f"max |server - in-process| on one request: {difference:.2e}")
+          f"max |server - in-process| on one request: {difference:.2e}; "
+          f"1-min load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print()
     print("| mode | clients | seconds | requests | texts | errors | requests/s | texts/s | p50 ms | p99 ms | requests/batch |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
