@@ -83,6 +83,7 @@ def test_encode_bad_sources(tiny_model_dir, tmp_path):
     blank.write_text("a dog\n\na cat\n")
     cases = [
         (["a dog", "-i", str(many)], "give texts as arguments or --input FILE, not both"),
+        (["a dog", "--field", "q"], "--field and --input-format apply to --input or stdin"),
         (["-i", str(many)], "17 texts: give --output FILE (.npy, .parquet or .jsonl) to save more than 16"),
         (["-i", str(blank)], "blank.txt line 2: empty text"),
         (["-i", str(tmp_path / "none.txt")], "none.txt: no such file"),

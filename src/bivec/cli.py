@@ -51,6 +51,8 @@ def _read_inputs(texts: list[str] | None, input: str | None, input_format: str |
     if texts and input is not None:
         _fail("give texts as arguments or --input FILE, not both")
     if texts:
+        if input_format is not None or field != "text":
+            _fail("--field and --input-format apply to --input or stdin, not to texts given as arguments")
         return texts
     if input is None and sys.stdin.isatty():
         _fail("no texts: give them as arguments, with --input FILE, or on stdin")
