@@ -1,4 +1,5 @@
-"""An in-process server on the tiny model, and a gate that holds the model to queue requests."""
+"""Fixtures and helpers for the server tests (imported by them: a conftest.py here would shadow
+tests/conftest.py): an in-process server on the tiny model, and a gate that holds the model."""
 
 from __future__ import annotations
 

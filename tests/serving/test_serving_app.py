@@ -5,7 +5,7 @@ import numpy as np
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from serving.conftest import Gate, metric, wait_until
+from serving.helpers import Gate, metric, serve, tiny_encoder, wait_until  # noqa: F401 - fixtures
 
 from bivec.serving import ServerConfig, create_app
 
