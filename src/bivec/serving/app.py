@@ -136,7 +136,7 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
             raise ApiError(429, str(exc), headers=busy) from exc
         except BatcherClosedError as exc:
             raise ApiError(503, str(exc), headers=busy) from exc
-        except Exception as exc:  # noqa: BLE001 - the model's failure is reported to this request only
+        except Exception as exc:  # the model's failure is reported to this request only
             raise ApiError(500, f"encoding failed: {type(exc).__name__}: {exc}") from exc
         return JSONResponse({
             "object": "list",
