@@ -8,7 +8,10 @@ Texts: both sentences of ../shared/data/sts/sts13.tsv, cycled. Every request car
 --texts-per-request texts. The client shares the CPU with the server; the
 load average is printed because other work on the machine skews the numbers.
 
-Usage: python benchmarks/serve_load.py [--model DIR] [--clients 1,4,16] [--duration 20]
+On a CPU shared with other work, two torch threads can be many times slower than one (threads
+wait for each other's time slices); --threads sets the same count for the server and in-process.
+
+Usage: python benchmarks/serve_load.py [--model DIR] [--clients 1,4,16] [--duration 20] [--threads 1]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from bivec import Encoder
@@ -39,8 +43,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start_server(model: str | None, port: int, extra: list[str]) -> subprocess.Popen:
+def _start_server(model: str | None, port: int, extra: list[str], threads: int | None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     command = [sys.executable, "-c", "from bivec.cli import main; main()", "serve", *([model] if model else []),
                "--host", "127.0.0.1", "--port", str(port), "--name", "bench", "--log-level", "warning", *extra]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -111,11 +117,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per level (and per in-process run)")
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--startup-timeout", type=float, default=300.0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for the server and the in-process runs (default: torch's choice)")
     parser.add_argument("--server-args", default="", help="extra `bivec serve` options, e.g. '--max-wait-ms 2'")
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
-    if args.duration <= 0 or args.texts_per_request < 1 or min(levels) < 1:
-        parser.error("--duration, --texts-per-request and --clients must be positive")
+    if args.duration <= 0 or args.texts_per_request < 1 or min(levels) < 1 or (args.threads or 1) < 1:
+        parser.error("--duration, --texts-per-request, --clients and --threads must be positive")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     _, first, second = read_sts_file(args.data)
     texts = first + second
     k = args.texts_per_request
@@ -124,7 +134,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    server = _start_server(args.model, port, args.server_args.split())
+    server = _start_server(args.model, port, args.server_args.split(), args.threads)
     rows, busiest = [], []
     try:
         _wait_ready(server, base, args.startup_timeout)
@@ -166,7 +176,7 @@ def main() -> None:
                      len(busiest), len(same), "0", None, "-"))
 
     print(f"model: {args.model or 'embedded default'}; {k} text(s) per request; {args.duration:.0f} s per level; "
-          f"{os.cpu_count()} CPUs, torch threads {__import__('torch').get_num_threads()}; "
+          f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
           f"max |server - in-process| on one request: {difference:.2e}; "
           f"1-min load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print()
