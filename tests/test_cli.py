@@ -98,6 +98,8 @@ def test_encode_bad_sources(tiny_model_dir, tmp_path):
 def test_serve_bad_options(tiny_model_dir):
     result = runner.invoke(app, ["serve", str(tiny_model_dir), "--max-batch-size", "0"])
     assert result.exit_code == 2 and "max_batch_size must be positive, got 0" in result.output
+    result = runner.invoke(app, ["serve", str(tiny_model_dir), "--threads", "0"])
+    assert result.exit_code == 2 and "--threads must be positive, got 0" in result.output
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
