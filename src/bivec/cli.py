@@ -8,6 +8,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 
 from bivec.export.cli import app as convert_app
+from bivec.serving.cli import SERVE_EXAMPLE, serve
 
 app = typer.Typer(
     help="Turn decoder-only language models into text encoders (LLM2Vec).",
@@ -34,13 +35,43 @@ def _fail(problem: Exception | str) -> NoReturn:
     raise typer.Exit(2)
 
 
-@app.command(
-    epilog='Example: bivec encode "A man plays a guitar." "Someone is playing music." --normalize -o vectors.npy\n\n'
-    "Example: bivec encode \"a text\" -m McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp "
-    "--adapter McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp-unsup-simcse --quantize int8 -o codes.npz"
-)
+_ENCODE_EXAMPLES = """Example: bivec encode "A man plays a guitar." "Someone is playing music." --normalize -o vectors.npy
+
+Example: bivec encode -i questions.jsonl --field question --instruction "Retrieve relevant passages:" -o q.parquet
+
+Example: cat sentences.txt | bivec encode -o sentences.jsonl
+
+Example: bivec encode "a text" -m McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp --adapter McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp-unsup-simcse --quantize int8 -o codes.npz
+"""
+_PRINT_LIMIT = 16
+
+
+def _read_inputs(texts: list[str] | None, input: str | None, input_format: str | None, field: str) -> list[str]:
+    import sys
+
+    from bivec.textio import read_texts
+
+    if texts and input is not None:
+        _fail("give texts as arguments or --input FILE, not both")
+    if texts:
+        if input_format is not None or field != "text":
+            _fail("--field and --input-format apply to --input or stdin, not to texts given as arguments")
+        return texts
+    if input is None and sys.stdin.isatty():
+        _fail("no texts: give them as arguments, with --input FILE, or on stdin")
+    try:
+        return read_texts("-" if input is None else input, format=input_format, field=field)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
+@app.command(epilog=_ENCODE_EXAMPLES)
 def encode(
-    texts: Annotated[list[str], typer.Argument(help="Texts to embed.")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to embed (or use --input, or stdin).")] = None,
+    input: Annotated[Optional[str], typer.Option("--input", "-i", help="Read texts from a .txt (one per line), "
+                     ".jsonl, .csv or .tsv file; - is stdin.")] = None,
+    field: Annotated[str, typer.Option(help="JSON field or CSV/TSV column holding the text.")] = "text",
+    input_format: Annotated[Optional[str], typer.Option(help="txt, jsonl, csv or tsv; default: from the suffix (stdin: txt).")] = None,
     model: ModelOption = None,
     adapter: Annotated[Optional[list[str]], typer.Option(help="LoRA adapter merged on top, in order; repeatable.")] = None,
     instruction: Annotated[str, typer.Option(help="Instruction put before every text; not pooled.")] = "",
@@ -50,22 +81,33 @@ def encode(
     dimensions: Annotated[Optional[int], typer.Option(help="Keep the first N dimensions (Matryoshka), before normalising.")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="int8 or binary codes, saved with their scale as .npz.")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per text; longer texts are cut. Default: the checkpoint's, else 512.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = 32,
     dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")] = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights; they can run code.")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run code shipped with the model.")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the vectors as .npy (quantised: .npz).")] = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar; default: on a terminal.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the vectors: .npy, .parquet or .jsonl "
+                      "(the last two with the texts); quantised codes: .npz.")] = None,
 ) -> None:
     """Embed texts and print their cosine similarities (or save the vectors with -o)."""
     import numpy as np
 
     from bivec.export.quantization import KINDS
     from bivec.export.quantization import quantize as quantize_vectors
+    from bivec.textio import check_output_path, write_vectors
 
     if quantize is not None and quantize not in KINDS:
         _fail(f"--quantize {quantize}: choose one of {', '.join(KINDS)}")
-    suffix = ".npz" if quantize else ".npy"
-    if output is not None and output.suffix != suffix:
-        _fail(f"--output {output}: only {suffix} is supported" + (" for quantised vectors (codes + scale)" if quantize else ""))
+    if quantize and output is not None and output.suffix != ".npz":
+        _fail(f"--output {output}: only .npz is supported for quantised vectors (codes + scale)")
+    if output is not None and not quantize:
+        try:
+            check_output_path(output)
+        except ValueError as exc:
+            _fail(exc)
+    texts = _read_inputs(texts, input, input_format, field)
+    if output is None and len(texts) > _PRINT_LIMIT:
+        _fail(f"{len(texts)} texts: give --output FILE (.npy, .parquet or .jsonl) to save more than {_PRINT_LIMIT}")
 
     from bivec.encoder import Encoder
 
@@ -75,7 +117,7 @@ def encode(
             dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
         )
         vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize,
-                                 dimensions=dimensions)
+                                 dimensions=dimensions, batch_size=batch_size, show_progress=progress)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
     codes = quantize_vectors(vectors, quantize) if quantize else None
@@ -84,7 +126,7 @@ def encode(
             codes.save(output)
             typer.echo(f"saved {len(texts)} x {codes.dim} {quantize} codes and their scale to {output}")
         else:
-            np.save(output, vectors)
+            write_vectors(output, texts, vectors)
             typer.echo(f"saved {vectors.shape[0]} x {vectors.shape[1]} float32 vectors to {output}")
         return
     if codes is not None:
@@ -134,6 +176,7 @@ def info(model: Annotated[str | None, typer.Argument(help="Model directory; defa
 
 
 app.add_typer(convert_app, name="convert")
+app.command(epilog=SERVE_EXAMPLE)(serve)
 
 
 def main() -> None:

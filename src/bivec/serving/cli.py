@@ -1,0 +1,77 @@
+"""``bivec serve``: the embeddings server on uvicorn."""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated, Optional
+
+import typer
+
+SERVE_EXAMPLE = (
+    "Example: bivec serve --port 8000 --api-key secret, then "
+    "curl -H 'Authorization: Bearer secret' localhost:8000/v1/embeddings -d '{\"input\": \"a text\"}'"
+)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from exc
+    return sock
+
+
+def serve(
+    model: Annotated[Optional[str], typer.Argument(help="Model directory; default: the embedded model.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 8000,
+    name: Annotated[Optional[str], typer.Option(help="Model id for clients; default: the directory's name.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="BIVEC_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1.")] = None,
+    pooling: Annotated[str, typer.Option(help="mean, weighted_mean, eos, last, bos or first.")] = "mean",
+    max_length: Annotated[int, typer.Option(help="Tokens per input.")] = 512,
+    truncate: Annotated[bool, typer.Option(help="Cut longer inputs (--no-truncate: answer them with 413).")] = True,
+    normalize: Annotated[bool, typer.Option(help="Return unit-length vectors, as OpenAI does.")] = True,
+    dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads; on a busy shared CPU 1 can be much faster.")] = None,
+    max_inputs: Annotated[int, typer.Option(help="Inputs per request.")] = 2048,
+    max_batch_tokens: Annotated[int, typer.Option(help="Token budget of a batch.")] = 16384,
+    max_batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = 5.0,
+    max_queue: Annotated[int, typer.Option(help="Texts waiting; beyond it requests get 429.")] = 4096,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the OpenAI embeddings API (POST /v1/embeddings) with dynamic batching; also
+    GET /v1/models, /health and /metrics (Prometheus)."""
+    import uvicorn
+
+    from bivec.cli import _fail
+    from bivec.encoder import Encoder
+    from bivec.models.default import DEFAULT_MODEL_NAME
+    from bivec.serving.app import create_app
+    from bivec.serving.config import ServerConfig
+
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            _fail(f"--threads must be positive, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        config = ServerConfig(
+            model_name=name or (DEFAULT_MODEL_NAME if model is None else model.rstrip("/").rsplit("/", 1)[-1]),
+            normalize=normalize, max_inputs=max_inputs, truncate=truncate, max_batch_tokens=max_batch_tokens,
+            max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue_texts=max_queue, api_key=api_key,
+        )
+        encoder = Encoder.from_pretrained(model, pooling=pooling, max_length=max_length, dtype=dtype)
+        sock = _bind(host, port)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    encoder.encode(["warm up"], show_progress=False)
+    bound_host, bound_port = sock.getsockname()[:2]
+    typer.echo(f"bivec: serving {config.model_name!r} ({encoder.dim} dims) on http://{bound_host}:{bound_port}/v1")
+    server = uvicorn.Server(uvicorn.Config(create_app(encoder, config), log_level=log_level))
+    server.run(sockets=[sock])

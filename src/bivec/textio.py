@@ -1,0 +1,124 @@
+"""Texts in (txt / jsonl / csv / tsv files or stdin), vectors out (.npy / .parquet / .jsonl)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+INPUT_FORMATS = ("txt", "jsonl", "csv", "tsv")
+OUTPUT_SUFFIXES = (".npy", ".parquet", ".jsonl")
+
+
+def input_format(path: str | Path, format: str | None = None) -> str:
+    """The format of an input: ``format`` when given, else from the suffix (stdin, ``-``: txt)."""
+    if format is not None:
+        if format not in INPUT_FORMATS:
+            raise ValueError(f"unknown input format {format!r}; use one of {', '.join(INPUT_FORMATS)}")
+        return format
+    if str(path) == "-":
+        return "txt"
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in INPUT_FORMATS:
+        raise ValueError(f"{path}: cannot tell the format from the suffix; name the file .txt, .jsonl, .csv or .tsv, "
+                         "or give the format")
+    return suffix
+
+
+def read_texts(path: str | Path, *, format: str | None = None, field: str = "text") -> list[str]:
+    """Texts from a file or stdin (``-``): one per line (txt), ``field`` of each JSON line (jsonl),
+    or column ``field`` (csv / tsv). Blank lines and empty texts are errors naming the line.
+
+    Example:
+        >>> read_texts("queries.jsonl", field="question")  # doctest: +SKIP
+        ['what is a llama?', ...]
+    """
+    fmt = input_format(path, format)
+    if str(path) == "-":
+        return parse_texts(sys.stdin, fmt, field=field, source="stdin")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, encoding="utf-8", newline="") as lines:
+        return parse_texts(lines, fmt, field=field, source=str(path))
+
+
+def parse_texts(lines: Iterable[str], format: str, *, field: str = "text", source: str = "input") -> list[str]:
+    """Texts from ``lines`` in ``format`` (see :func:`read_texts`); ``source`` names them in errors."""
+    if format in ("csv", "tsv"):
+        return _read_table(lines, "," if format == "csv" else "\t", field, source)
+    texts = []
+    for number, line in enumerate(lines, start=1):
+        line = line.rstrip("\r\n")
+        if format == "jsonl" and line.strip():
+            line = _json_field(line, field, f"{source} line {number}")
+        if not line.strip():
+            raise ValueError(f"{source} line {number}: empty text")
+        texts.append(line)
+    if not texts:
+        raise ValueError(f"{source}: no texts")
+    return texts
+
+
+def _json_field(line: str, field: str, where: str) -> str:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    if field not in row:
+        raise ValueError(f"{where}: no field {field!r} (fields: {', '.join(row) or 'none'})")
+    if not isinstance(row[field], str):
+        raise ValueError(f"{where}: field {field!r} is {type(row[field]).__name__}, expected a string")
+    return row[field]
+
+
+def _read_table(lines: Iterable[str], delimiter: str, column: str, source: str) -> list[str]:
+    reader = csv.DictReader(lines, delimiter=delimiter)
+    if reader.fieldnames is None:
+        raise ValueError(f"{source}: no header row")
+    if column not in reader.fieldnames:
+        raise ValueError(f"{source}: no column {column!r} (columns: {', '.join(reader.fieldnames)})")
+    texts = []
+    for row in reader:
+        text = row[column]
+        if text is None or not text.strip():
+            raise ValueError(f"{source} line {reader.line_num}: empty text in column {column!r}")
+        texts.append(text)
+    if not texts:
+        raise ValueError(f"{source}: no texts")
+    return texts
+
+
+def check_output_path(path: str | Path) -> None:
+    """Refuse an output suffix :func:`write_vectors` cannot write, before any work is done."""
+    if Path(path).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"--output {path}: unsupported format; use {', '.join(OUTPUT_SUFFIXES)}")
+
+
+def write_vectors(path: str | Path, texts: Sequence[str], vectors: np.ndarray) -> None:
+    """Save ``vectors`` as .npy (vectors only), .parquet or .jsonl (columns ``text`` and ``embedding``).
+
+    Example:
+        >>> write_vectors("out.parquet", ["a text"], np.zeros((1, 4), dtype=np.float32))  # doctest: +SKIP
+    """
+    check_output_path(path)
+    if len(texts) != len(vectors):
+        raise ValueError(f"{len(texts)} texts but {len(vectors)} vectors")
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        np.save(path, vectors)
+    elif suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), vectors.shape[1])
+        pq.write_table(pa.table({"text": pa.array(list(texts), pa.string()), "embedding": embedding}), path)
+    else:
+        with open(path, "w", encoding="utf-8") as out:
+            for text, vector in zip(texts, vectors):
+                out.write(json.dumps({"text": text, "embedding": vector.tolist()}, ensure_ascii=False) + "\n")
