@@ -6,6 +6,7 @@ Both call the same ``BlockEncoder`` on the same blocks, so they give the same ve
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -118,8 +119,10 @@ def run_ray(settings: EncoderSettings, blocks: Sequence[Block], options: RayOpti
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         # One Ray block per bivec block, so the pool shares the work block by block.
-        dataset = ray.data.from_arrow([_block_table([block]) for block in blocks]).map_batches(
+        items = [{"key": b.key, "texts": b.texts, "instructions": b.instructions} for b in blocks]
+        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             BlockEncoder,
             batch_size=1,
             batch_format="pyarrow",

@@ -100,7 +100,6 @@ def _records(path: Path, columns: Columns) -> Iterator[tuple[int, dict | str]]:
     """(line or row number, record) per row; a record is a dict, or a string saying why the
     row could not be parsed."""
     kind = FORMATS[path.suffix.lower()]
-    wanted = [c for c in (columns.id, columns.text, columns.instruction) if c]
     if kind == "jsonl":
         with path.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
@@ -116,7 +115,8 @@ def _records(path: Path, columns: Columns) -> Iterator[tuple[int, dict | str]]:
         import pyarrow.parquet as pq
 
         parquet = pq.ParquetFile(path)
-        _check_columns(path, parquet.schema_arrow.names, wanted)
+        wanted = [c for c in (columns.id, columns.text, columns.instruction) if c]
+        _check_columns(path, parquet.schema_arrow.names, columns)
         number = 0
         for batch in parquet.iter_batches(columns=wanted, batch_size=65536):
             for record in batch.to_pylist():
@@ -125,7 +125,7 @@ def _records(path: Path, columns: Columns) -> Iterator[tuple[int, dict | str]]:
     else:
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle, delimiter="\t" if kind == "tsv" else ",")
-            _check_columns(path, reader.fieldnames or [], wanted)
+            _check_columns(path, reader.fieldnames or [], columns)
             for record in reader:
                 if None in record or None in record.values():
                     yield reader.line_num, f"has a different number of fields than the header ({len(reader.fieldnames)})"
@@ -133,10 +133,10 @@ def _records(path: Path, columns: Columns) -> Iterator[tuple[int, dict | str]]:
                     yield reader.line_num, record
 
 
-def _check_columns(path: Path, names: Sequence[str], wanted: list[str]) -> None:
-    missing = [c for c in wanted if c not in names]
-    if missing:
-        raise CorpusError(f"{path}: no column {missing[0]!r} (columns: {', '.join(names) or 'none'})")
+def _check_columns(path: Path, names: Sequence[str], columns: Columns) -> None:
+    for option, name in (("--id-column", columns.id), ("--text-column", columns.text), ("--instruction-column", columns.instruction)):
+        if name and name not in names:
+            raise CorpusError(f"{path}: no column {name!r} (columns: {', '.join(names) or 'none'}); choose one with {option}")
 
 
 def _validate(record: dict, columns: Columns) -> tuple[str | None, str, str, str | None]:

@@ -1,4 +1,4 @@
-"""Corpus files of random sentences over the tiny tokenizer's vocabulary."""
+"""Corpus files of random sentences over the tiny tokenizer's vocabulary (import the fixture by name)."""
 
 from __future__ import annotations
 
