@@ -89,7 +89,8 @@ def _prepare_output(output: Path, record: dict[str, Any]) -> None:
         raise CorpusError(f"output {str(output)!r} is a file; expected a directory")
     if (output / MANIFEST).is_file():
         previous = read_manifest(output)
-        for key, value in record.items():
+        # Only finished shards make a settings change harmful; a run that stopped before any may change.
+        for key, value in record.items() if any(output.glob("part-*.parquet")) else ():
             if previous.get(key) != value:
                 raise CorpusError(
                     f"output {str(output)!r} holds a run with other settings ({key}: {previous.get(key)} != {value}); "
@@ -150,6 +151,8 @@ def embed_corpus(
     output = Path(output)
     record = _settings_record(config)
     _prepare_output(output, record)
+    manifest: dict[str, Any] = {"format": _FORMAT, "status": "running", **record}
+    write_json(output / MANIFEST, manifest)
     corpus, bad = read_corpus(files, config.columns)
     if corpus.input_rows == 0:
         raise CorpusError(f"input {inputs!s}: no rows in {len(files)} file(s)")
@@ -158,8 +161,7 @@ def embed_corpus(
         _fail_on(bad, output, errors)
 
     shards = plan_shards(corpus, config.shard_size, record["encoder"])
-    manifest: dict[str, Any] = {"format": _FORMAT, "status": "running", **record, "input": {"files": corpus.files, "rows": corpus.input_rows}}
-    write_json(output / MANIFEST, manifest)
+    manifest["input"] = {"files": corpus.files, "rows": corpus.input_rows}
     removed = _remove_stale(output, shards)
     if removed:
         print(f"removed {removed} shards of an earlier, different input from {output}", file=sys.stderr)
