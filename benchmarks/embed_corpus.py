@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Ray encoder actors")
     parser.add_argument("--model", default=None)
     parser.add_argument("--shard-size", type=int, default=2_000)
+    parser.add_argument("--progress", action="store_true", help="show embed-corpus's progress bar")
     parser.add_argument("--out", default=None, help="directory for the corpus and outputs (default: a temporary one)")
     args = parser.parse_args()
 
@@ -61,7 +62,7 @@ def main() -> None:
         )
         output = work / f"out-{engine}"
         start = time.perf_counter()
-        summary = embed_corpus(corpus, output, config, show_progress=False)
+        summary = embed_corpus(corpus, output, config, show_progress=args.progress)
         seconds = time.perf_counter() - start
         ids, vectors = read_embeddings(output)
         assert len(set(ids)) == len(texts) == vectors.shape[0], "lost or duplicated rows"

@@ -214,14 +214,15 @@ def _run(corpus: Corpus, pending: list[Shard], config: CorpusConfig, output: Pat
     with closing(results), tqdm(total=total, initial=done, unit="row", desc="embed-corpus", disable=disable) as bar:
         for result in results:
             shard, start, stop = plan[result.key]
-            if result.key in received[shard.index]:
+            got = received.get(shard.index)
+            if got is None or result.key in got:
                 continue  # a retried Ray task may deliver a block twice
             bad = [corpus.bad_row(start + position, reason) for position, reason in result.bad]
             if bad and config.on_error == "fail":
                 _fail_on(bad, output, errors + [b.to_json() for b in bad])
-            received[shard.index][result.key] = result
+            got[result.key] = result
             bar.update(stop - start)
-            if len(received[shard.index]) == waiting[shard.index]:
+            if len(got) == waiting[shard.index]:
                 _write(shard, corpus, plan, received.pop(shard.index), output, errors)
                 bar.set_postfix(errors=len(errors), refresh=False)
 
