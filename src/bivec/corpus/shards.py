@@ -103,7 +103,8 @@ def read_manifest(output: str | Path) -> dict[str, Any]:
 
 
 def read_embeddings(output: str | Path) -> tuple[list[str], np.ndarray]:
-    """Ids and float32 vectors of a finished embed-corpus output, in input order.
+    """Ids and float32 vectors of a finished embed-corpus output, in input order, all in memory
+    (for outputs larger than memory, read the shards listed in the manifest one by one).
 
     Example:
         >>> ids, vectors = read_embeddings("embeddings/")  # doctest: +SKIP
