@@ -7,6 +7,8 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from bivec.evaluation.cli import app as eval_app
+
 app = typer.Typer(
     help="Turn decoder-only language models into text encoders (LLM2Vec).",
     no_args_is_help=True,
@@ -107,6 +109,9 @@ def info(model: Annotated[Optional[str], typer.Argument(help="Model directory; d
     }
     for key, value in rows.items():
         typer.echo(f"{key:>14}: {value}")
+
+
+app.add_typer(eval_app, name="eval")
 
 
 def main() -> None:
