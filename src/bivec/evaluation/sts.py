@@ -45,13 +45,26 @@ def read_sts_file(path: str | Path) -> tuple[list[float], list[str], list[str]]:
     return scores, first, second
 
 
+_DATA_FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def _load_dataset(datasets, path: Path, name: str, split: str):
+    if path.is_file():
+        if path.suffix not in _DATA_FILE_BUILDERS:
+            raise ValueError(f"dataset file {name!r}: unsupported type {path.suffix!r} (use {', '.join(_DATA_FILE_BUILDERS)})")
+        if path.stat().st_size == 0:
+            raise ValueError(f"dataset file {name!r} is empty")
+        return datasets.load_dataset(_DATA_FILE_BUILDERS[path.suffix], data_files=name, split="train")
+    return datasets.load_dataset(name, split=split)
+
+
 def read_sts_dataset(
     source: str | Path, *, split: str = "test", sentence1: str = "sentence1", sentence2: str = "sentence2",
     score: str = "score",
 ) -> tuple[list[float], list[str], list[str]]:
-    """Read pairs from a `datasets` dataset: a directory written by ``save_to_disk``, a local data
-    file or folder, or a hub name already in the local cache. Bad rows raise a ValueError naming
-    the dataset and row.
+    """Read pairs from a `datasets` dataset: a directory written by ``save_to_disk``, a local
+    .csv/.json/.jsonl/.parquet file (all its rows; ``split`` is ignored), or a hub name already in
+    the local cache. Bad rows raise a ValueError naming the dataset and row.
 
     Example:
         >>> scores, first, second = read_sts_dataset("mteb/stsbenchmark-sts", split="test")  # doctest: +SKIP
@@ -67,7 +80,7 @@ def read_sts_dataset(
                     raise ValueError(f"dataset {name!r} has no split {split!r} (it has {', '.join(data)})")
                 data = data[split]
         else:
-            data = datasets.load_dataset(name, split=split)
+            data = _load_dataset(datasets, Path(source), name, split)
     except OSError as exc:  # missing files, offline hub and unknown names all land here
         raise FileNotFoundError(
             f"dataset {name!r} (split {split!r}) cannot be loaded: it is not a local dataset and not in the local "
