@@ -147,7 +147,7 @@ def compare_plot(results: list[EvalResult], path: str | Path, *, title: str = "b
     ax.set_ylabel("score (x100)")
     ax.set_title(title)
     ax.axhline(0, color="black", linewidth=0.5)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside, never over a bar
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
