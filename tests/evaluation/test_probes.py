@@ -70,8 +70,10 @@ def test_probe_config_rejects_bad_values():
         ProbeConfig(word_pooling="max")
     with pytest.raises(ValueError, match="retroactive must be one of none, next_token"):
         ProbeConfig(retroactive="previous")
-    with pytest.raises(ValueError, match="train_sentences must be positive"):
+    with pytest.raises(ValueError, match="train_sentences and test_sentences must be positive"):
         ProbeConfig(train_sentences=0)
+    with pytest.raises(ValueError, match="train_sentences and test_sentences must be positive"):
+        ProbeConfig(test_sentences=-1)
 
 
 def test_alignment_follows_offsets(encoder):
@@ -134,6 +136,9 @@ def test_probe_on_a_synthetic_tagging_task_is_perfect(encoder, tmp_path, task):
     test = write(tmp_path / "test.txt", synthetic([["the", "man", "runs", "in", "the", "park"], ["the", "dog", "plays"]]))
     result = evaluate_word_task(encoder, train, test, ProbeConfig(task=task, word_pooling="first"), cache_dir=tmp_path / "cache")
     assert result.accuracy == 100.0 and result.test_words == 9 and result.train_words == 20
+    prefix = evaluate_word_task(encoder, train, test, ProbeConfig(task=task, train_sentences=2, test_sentences=1),
+                                cache_dir=tmp_path / "cache")
+    assert prefix.train_words == 11 and prefix.test_words == 6
     if task == "pos":
         assert result.f1 is None and result.main_metric == "accuracy"
     else:

@@ -145,6 +145,7 @@ def word(
     max_iter: Annotated[int, typer.Option(help="L-BFGS iterations of the linear probe.")] = 100,
     l2: Annotated[float, typer.Option(help="L2 penalty on the probe's weights.")] = 1e-4,
     train_sentences: Annotated[Optional[int], typer.Option(help="Train on the first N sentences of --train only.")] = None,
+    test_sentences: Annotated[Optional[int], typer.Option(help="Score on the first N sentences of --test only.")] = None,
     allow_unseen_tags: Annotated[bool, typer.Option("--allow-unseen-tags", help="Score test tags absent from --train as errors instead of failing.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Word-feature cache; default: bivec's cache directory.")] = None,
     model: Model = None, causal: Causal = False, dtype: Dtype = None, max_length: MaxLength = 512,
@@ -159,7 +160,7 @@ def word(
     try:
         configs = [ProbeConfig(task=t.strip(), word_pooling=word_pooling, retroactive=retroactive, max_iter=max_iter,
                                l2=l2, batch_size=batch_size, allow_unseen_tags=allow_unseen_tags,
-                               train_sentences=train_sentences)
+                               train_sentences=train_sentences, test_sentences=test_sentences)
                    for t in task.split(",")]
         read_conll(train), read_conll(test)  # fail on bad files before loading the model
     except (ValueError, FileNotFoundError) as exc:
@@ -178,7 +179,8 @@ def word(
         scores[config.task] = {k: v for k, v in row.items() if v is not None} | {"train_words": r.train_words, "test_words": r.test_words, "labels": r.labels,
                                      "seconds": round(time.perf_counter() - began, 1)}
     settings = dict(model=model, causal=causal, word_pooling=word_pooling, retroactive=retroactive, max_iter=max_iter,
-                    l2=l2, train=str(train), train_sentences=train_sentences, test=str(test))
+                    l2=l2, train=str(train), train_sentences=train_sentences, test=str(test),
+                    test_sentences=test_sentences)
     label = name or _label(None, model, causal, f"{word_pooling}-word")
     _finish(EvalResult("word", label, "score", scores, settings, round(time.perf_counter() - start, 1)), output, markdown)
 

@@ -56,14 +56,16 @@ class ProbeConfig:
     batch_size: int = 32
     allow_unseen_tags: bool = False
     train_sentences: int | None = None
+    test_sentences: int | None = None
 
     def __post_init__(self) -> None:
         for name, value, valid in (("task", self.task, tuple(TASK_COLUMNS)), ("word_pooling", self.word_pooling, WORD_POOLING),
                                    ("retroactive", self.retroactive, RETROACTIVE)):
             if value not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
-        if self.max_iter < 1 or self.l2 < 0 or self.batch_size < 1 or (self.train_sentences is not None and self.train_sentences < 1):
-            raise ValueError("max_iter, batch_size and train_sentences must be positive and l2 non-negative")
+        subsets = (self.train_sentences, self.test_sentences)
+        if self.max_iter < 1 or self.l2 < 0 or self.batch_size < 1 or any(n is not None and n < 1 for n in subsets):
+            raise ValueError("max_iter, batch_size, train_sentences and test_sentences must be positive and l2 non-negative")
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,7 @@ def evaluate_word_task(
         >>> evaluate_word_task(encoder, "conll2003/train.txt", "conll2003/valid.txt",
         ...                    ProbeConfig(task="ner")).f1  # doctest: +SKIP
     """
-    train_sents, test_sents = read_conll(train)[: config.train_sentences], read_conll(test)
+    train_sents, test_sents = read_conll(train)[: config.train_sentences], read_conll(test)[: config.test_sentences]
     train_tags, test_tags = _labels(train_sents, config.task), _labels(test_sents, config.task)
     names = sorted({t for sent in train_tags for t in sent})
     index = {t: i for i, t in enumerate(names)}
