@@ -231,6 +231,8 @@ class Encoder:
             >>> encoder.token_states(items)[0].shape  # doctest: +SKIP
             (2, 576)
         """
+        if batch_size < 1 or max_batch_tokens < 1:
+            raise ValueError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}")
         states: list[np.ndarray] = [np.empty(0)] * len(tokenized)
         batches = self._batches([len(t.input_ids) for t in tokenized], batch_size, max_batch_tokens)
         from tqdm.auto import tqdm

@@ -114,3 +114,8 @@ def test_unknown_task_and_unreachable_dataset_fail_clearly(monkeypatch):
         load_mteb_tasks(["NoSuchTask"])
     with pytest.raises(ValueError, match=r"MTEB task 'STS12': its dataset 'mteb/sts12-sts' cannot be reached"):
         load_mteb_tasks(["STS12"])
+
+
+def test_run_mteb_needs_a_task(encoder):
+    with pytest.raises(ValueError, match="run_mteb needs at least one task"):
+        run_mteb(MTEBEncoder(encoder), [])

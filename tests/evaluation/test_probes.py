@@ -129,6 +129,18 @@ def test_linear_probe_separates_classes():
     assert (LinearProbe(4).fit(features, labels).predict(features) == labels).mean() == 1.0
 
 
+def test_linear_probe_bad_inputs():
+    with pytest.raises(ValueError, match=r"features must be \(n, dim\) and labels \(n,\) with n > 0, got \(3, 2\) and \(2,\)"):
+        LinearProbe(2).fit(np.zeros((3, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\), got 0..5"):
+        LinearProbe(2).fit(np.zeros((2, 2)), np.array([0, 5]))
+
+
+def test_token_states_bad_batch_size(encoder):
+    with pytest.raises(ValueError, match="batch_size and max_batch_tokens must be positive, got 0"):
+        encoder.token_states(encoder.tokenize(["a man"]), batch_size=0)
+
+
 @pytest.mark.parametrize("task", ["pos", "chunking", "ner"])
 def test_probe_on_a_synthetic_tagging_task_is_perfect(encoder, tmp_path, task):
     train = write(tmp_path / "train.txt", synthetic([["the", "man", "plays", "the", "guitar"], ["the", "dog", "runs", "in", "the", "park"],

@@ -104,3 +104,10 @@ def test_read_sts_dataset_missing_split_empty_split_and_unreachable_hub(tmp_path
         read_sts_dataset(tmp_path / "d")
     with pytest.raises(FileNotFoundError, match="dataset 'someone/not-cached-sts' \\(split 'test'\\) cannot be loaded"):
         read_sts_dataset("someone/not-cached-sts")
+
+
+def test_evaluate_pairs_bad_lengths():
+    with pytest.raises(ValueError, match=r"x: need as many scores as sentence pairs, at least one \(got 2 scores, 1 first"):
+        evaluate_pairs(FakeEncoder(np.array([1.0])), [1.0, 2.0], ["a"], ["b"], name="x")
+    with pytest.raises(ValueError, match="at least one"):
+        evaluate_pairs(FakeEncoder(np.array([])), [], [], [], name="x")

@@ -193,6 +193,8 @@ def run_mteb(model: MTEBEncoder, tasks: Sequence, *, batch_size: int = 32,
     headline scores of its first split/subset. MTEB's own result files go to ``output_dir``."""
     import mteb
 
+    if not tasks:
+        raise ValueError("run_mteb needs at least one task")
     cache = mteb.ResultCache(cache_path=str(output_dir)) if output_dir is not None else None
     result = mteb.evaluate(model, list(tasks), cache=cache, encode_kwargs={"batch_size": batch_size},
                            overwrite_strategy="always", show_progress_bar=False)

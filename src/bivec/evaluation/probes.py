@@ -245,6 +245,10 @@ class LinearProbe:
     def fit(self, features: np.ndarray, labels: np.ndarray) -> "LinearProbe":
         x = torch.from_numpy(np.asarray(features, dtype=np.float32))
         y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] == 0:
+            raise ValueError(f"features must be (n, dim) and labels (n,) with n > 0, got {tuple(x.shape)} and {tuple(y.shape)}")
+        if y.min() < 0 or y.max() >= self.n_classes:
+            raise ValueError(f"labels must lie in [0, {self.n_classes}), got {int(y.min())}..{int(y.max())}")
         self.mean = x.mean(0)
         self.std = x.std(0).clamp(min=1e-6)
         x = (x - self.mean) / self.std

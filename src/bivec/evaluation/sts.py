@@ -115,6 +115,9 @@ def evaluate_pairs(
     ``instruction`` goes before both sentences of a pair (STS is symmetric)."""
     from scipy.stats import pearsonr, spearmanr
 
+    if not len(scores) == len(first) == len(second) or not scores:
+        raise ValueError(f"{name}: need as many scores as sentence pairs, at least one (got {len(scores)} scores, "
+                         f"{len(first)} first and {len(second)} second sentences)")
     sentences = first + second
     vectors = encoder.encode([[instruction, s] for s in sentences] if instruction else sentences,
                              batch_size=batch_size, normalize=True)
