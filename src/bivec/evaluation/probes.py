@@ -295,8 +295,9 @@ def evaluate_word_task(
         for sentence, tags in zip(test_sents, test_tags):
             for line, tag in zip(sentence.lines, tags):
                 if tag not in index:
+                    used = f" (first {config.train_sentences} sentences)" if config.train_sentences else ""
                     raise ValueError(f"{test}:{line}: {config.task} tag {tag!r} does not occur in the training file "
-                                     f"{train}; allow unseen tags to score such words as errors")
+                                     f"{train}{used}; allow unseen tags to score such words as errors")
     settings = dict(word_pooling=config.word_pooling, retroactive=config.retroactive,
                     batch_size=config.batch_size, cache_dir=cache_dir)
     x_train = cached_word_features(encoder, train, train_sents, **settings)
