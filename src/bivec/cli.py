@@ -10,6 +10,7 @@ import typer
 from bivec.export.cli import app as convert_app
 from bivec.serving.cli import SERVE_EXAMPLE, serve
 from bivec.corpus.cli import app as corpus_app
+from bivec.evaluation.cli import app as eval_app
 
 app = typer.Typer(
     help="Turn decoder-only language models into text encoders (LLM2Vec).",
@@ -179,6 +180,7 @@ def info(model: Annotated[str | None, typer.Argument(help="Model directory; defa
 app.add_typer(convert_app, name="convert")
 app.command(epilog=SERVE_EXAMPLE)(serve)
 app.add_typer(corpus_app)
+app.add_typer(eval_app, name="eval")
 
 
 def main() -> None:

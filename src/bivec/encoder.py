@@ -229,6 +229,34 @@ class Encoder:
         return (torch.from_numpy(ids).to(device), torch.from_numpy(attention).to(device),
                 torch.from_numpy(pooling).to(device))
 
+    def token_states(
+        self, tokenized: Sequence[Tokenized], *, batch_size: int = 32, max_batch_tokens: int = 16384,
+        show_progress: bool | None = None,
+    ) -> list[np.ndarray]:
+        """Final hidden states (n_tokens, dim) of each already tokenised input, in input order,
+        batched like :meth:`encode` but not pooled: for token-level uses such as word probes.
+
+        Example:
+            >>> items = encoder.tokenize(["a text"])  # doctest: +SKIP
+            >>> encoder.token_states(items)[0].shape  # doctest: +SKIP
+            (2, 576)
+        """
+        if batch_size < 1 or max_batch_tokens < 1:
+            raise ValueError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}")
+        states: list[np.ndarray] = [np.empty(0)] * len(tokenized)
+        batches = self._batches([len(t.input_ids) for t in tokenized], batch_size, max_batch_tokens)
+        from tqdm.auto import tqdm
+
+        disable = not (len(batches) > 1 and sys.stderr.isatty()) if show_progress is None else not show_progress
+        with torch.inference_mode(), tqdm(total=len(tokenized), disable=disable, desc="encode", unit="text") as bar:
+            for batch in batches:
+                ids, attention, _ = self._collate([tokenized[i] for i in batch])
+                hidden = last_hidden_state(self.model, ids, attention).float().cpu().numpy()
+                for row, i in enumerate(batch):
+                    states[i] = hidden[row][attention[row].bool().cpu().numpy()]
+                bar.update(len(batch))
+        return states
+
     def encode(
         self,
         inputs: EncodeInput | Sequence[EncodeInput],

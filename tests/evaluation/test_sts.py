@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from bivec.evaluation import evaluate_sts, read_sts_file
+from bivec.evaluation.sts import evaluate_pairs, read_sts_dataset
 
 
 class FakeEncoder:
@@ -50,3 +51,63 @@ def test_malformed_files(tmp_path, lines, message):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_sts_file(tmp_path / "nope.tsv")
+
+
+def test_evaluate_pairs_puts_the_instruction_on_both_sides():
+    seen = []
+
+    class Recorder(FakeEncoder):
+        def encode(self, sentences, batch_size=32, normalize=False):
+            seen.extend(sentences)
+            return super().encode(sentences, batch_size, normalize)
+
+    result = evaluate_pairs(Recorder(np.array([0.1, 0.5, 0.9])), [1.0, 2.0, 3.0], ["a", "b", "c"], ["d", "e", "f"],
+                            name="x", instruction="Find similar text:")
+    assert seen == [["Find similar text:", s] for s in "abcdef"] and result.spearman == pytest.approx(100)
+
+
+def test_read_sts_dataset_from_disk_and_local_file(tmp_path):
+    import datasets
+
+    data = datasets.Dataset.from_dict({"s1": ["a", "b"], "s2": ["c", "d"], "gold": [1, 4.5]})
+    datasets.DatasetDict({"test": data}).save_to_disk(tmp_path / "saved")
+    assert read_sts_dataset(tmp_path / "saved", sentence1="s1", sentence2="s2", score="gold") == ([1.0, 4.5], ["a", "b"], ["c", "d"])
+    (tmp_path / "pairs.csv").write_text("sentence1,sentence2,score\nx,y,2\n", encoding="utf-8")
+    assert read_sts_dataset(str(tmp_path / "pairs.csv"), split="train") == ([2.0], ["x"], ["y"])
+
+
+@pytest.mark.parametrize("columns,message", [
+    ({"sentence1": ["a"], "sentence2": ["b"], "score": ["high"]}, r"row 0: score 'high' is not a number"),
+    ({"sentence1": ["a", " "], "sentence2": ["b", "c"], "score": [1, 2]}, r"row 1: empty or non-text sentence"),
+    ({"sentence1": ["a"], "sentence2": ["b"]}, r"has no column 'score' \(columns: sentence1, sentence2\)"),
+])
+def test_read_sts_dataset_bad_rows(tmp_path, columns, message):
+    import datasets
+
+    datasets.Dataset.from_dict(columns).save_to_disk(tmp_path / "d")
+    with pytest.raises(ValueError, match=message):
+        read_sts_dataset(tmp_path / "d")
+
+
+def test_read_sts_dataset_missing_split_empty_split_and_unreachable_hub(tmp_path):
+    import datasets
+
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"dataset file '.*empty\.jsonl' is empty"):
+        read_sts_dataset(tmp_path / "empty.jsonl")
+    with pytest.raises(ValueError, match=r"unsupported type '\.xml'"):
+        (tmp_path / "a.xml").write_text("<a/>", encoding="utf-8")
+        read_sts_dataset(tmp_path / "a.xml")
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"a": [1]})}).save_to_disk(tmp_path / "d")
+    with pytest.raises(ValueError, match="has no split 'test' \\(it has train\\)"):
+        read_sts_dataset(tmp_path / "d")
+    with pytest.raises(FileNotFoundError, match="dataset 'someone/not-cached-sts' \\(split 'test'\\) cannot be loaded"):
+        read_sts_dataset("someone/not-cached-sts")
+
+
+def test_evaluate_pairs_bad_lengths():
+    with pytest.raises(ValueError, match=r"x: need as many scores as sentence pairs, at least one \(got 2 scores, 1 first"):
+        evaluate_pairs(FakeEncoder(np.array([1.0])), [1.0, 2.0], ["a"], ["b"], name="x")
+    with pytest.raises(ValueError, match="at least one"):
+        evaluate_pairs(FakeEncoder(np.array([])), [], [], [], name="x")

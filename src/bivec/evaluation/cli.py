@@ -1,0 +1,207 @@
+"""``bivec eval``: STS, MTEB, word-level probes, and comparisons of their result files."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+
+import typer
+
+from bivec.evaluation.report import EvalResult, compare_markdown, compare_plot
+
+app = typer.Typer(help="Evaluate encoders: STS, MTEB, word-level probes; compare result files.",
+                  no_args_is_help=True, add_completion=False)
+
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Local model or checkpoint directory; default: the embedded model.")]
+Causal = Annotated[bool, typer.Option("--causal", help="Keep the model's causal attention.")]
+Pooling = Annotated[str, typer.Option(help="mean, weighted_mean, eos, last, bos or first.")]
+Dtype = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")]
+MaxLength = Annotated[int, typer.Option(help="Tokens per text; longer texts are cut.")]
+BatchSize = Annotated[int, typer.Option(help="Texts per forward pass.")]
+Name = Annotated[Optional[str], typer.Option(help="Model label in tables and plots; default: model, attention, pooling.")]
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Result JSON file; default: eval-results/<kind>-<name>.json.")]
+Markdown = Annotated[Optional[Path], typer.Option(help="Also save the Markdown table to this file.")]
+
+
+def _fail(problem: Exception | str) -> NoReturn:
+    typer.echo(f"Error: {problem}", err=True)
+    raise typer.Exit(2)
+
+
+def _label(name: str | None, model: str | None, causal: bool, pooling: str) -> str:
+    if name:
+        return name
+    return f"{Path(model).name if model else 'default'}-{'causal' if causal else 'bidirectional'}-{pooling}"
+
+
+def _encoder(model: str | None, causal: bool, pooling: str, dtype: str | None, max_length: int):
+    from bivec.encoder import Encoder
+
+    try:
+        return Encoder.from_pretrained(model, bidirectional=not causal, pooling=pooling, dtype=dtype, max_length=max_length)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
+def _finish(result: EvalResult, output: Path | None, markdown: Path | None) -> None:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", result.model)
+    path = result.save(output or Path("eval-results") / f"{result.kind}-{slug}.json")
+    table = result.to_markdown()
+    typer.echo(table)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(table + "\n", encoding="utf-8")
+    typer.echo(f"saved {path}" + (f" and {markdown}" if markdown else ""))
+
+
+@app.command(epilog="Example: bivec eval sts ../shared/data/sts/sts12.tsv ../shared/data/sts/sick_trial.tsv --causal")
+def sts(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="score<TAB>sentence1<TAB>sentence2 files.")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option(help="A `datasets` dataset: save_to_disk folder, local data file, or cached hub name.")] = None,
+    split: Annotated[str, typer.Option(help="Split of --dataset.")] = "test",
+    columns: Annotated[str, typer.Option(help="--dataset columns: sentence1,sentence2,score.")] = "sentence1,sentence2,score",
+    instruction: Annotated[str, typer.Option(help="Instruction put before both sentences of every pair.")] = "",
+    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = None,
+    max_length: MaxLength = 512, batch_size: BatchSize = 32, name: Name = None, output: Output = None,
+    markdown: Markdown = None,
+) -> None:
+    """Spearman and Pearson (x100) of cosine similarity against gold scores, per file and averaged."""
+    from bivec.evaluation.sts import evaluate_pairs, read_sts_dataset, read_sts_file
+
+    names = [c.strip() for c in columns.split(",")]
+    if len(names) != 3 or not all(names):
+        _fail(f"--columns {columns!r}: expected three comma-separated names (sentence1,sentence2,score)")
+    if not files and not dataset:
+        _fail("give at least one STS file or --dataset")
+    try:  # read everything first, so a bad file fails before the model loads
+        sources = [(Path(f).stem, read_sts_file(f)) for f in files or []]
+        sources += [(Path(d).name or d, read_sts_dataset(d, split=split, sentence1=names[0], sentence2=names[1], score=names[2]))
+                    for d in dataset or []]
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    start = time.perf_counter()
+    encoder = _encoder(model, causal, pooling, dtype, max_length)
+    scores = {}
+    for label, (gold, first, second) in sources:
+        began = time.perf_counter()
+        r = evaluate_pairs(encoder, gold, first, second, name=label, instruction=instruction, batch_size=batch_size)
+        scores[label] = {"spearman": r.spearman, "pearson": r.pearson, "pairs": r.pairs,
+                         "seconds": round(time.perf_counter() - began, 1)}
+    settings = dict(model=model, causal=causal, pooling=pooling, dtype=str(encoder.model.dtype), instruction=instruction,
+                    max_length=max_length)
+    _finish(EvalResult("sts", _label(name, model, causal, pooling), "spearman", scores, settings,
+                       round(time.perf_counter() - start, 1)), output, markdown)
+
+
+@app.command(epilog="Example: HF_HUB_OFFLINE=1 bivec eval mteb --local-sts ../shared/data/sts/sick_trial.tsv --tasks STS12")
+def mteb(
+    tasks: Annotated[str, typer.Option(help="Comma-separated MTEB task names (their datasets must be reachable).")] = "",
+    local_sts: Annotated[Optional[list[Path]], typer.Option(help="Also run an MTEB STS task built from this local STS file.")] = None,
+    instructions: Annotated[Optional[Path], typer.Option(help="JSON file {task name: instruction}; default: each task's MTEB prompt.")] = None,
+    no_instructions: Annotated[bool, typer.Option("--no-instructions", help="Encode every text without an instruction.")] = False,
+    mteb_output: Annotated[Optional[Path], typer.Option(help="Folder for MTEB's own result files.")] = None,
+    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = None,
+    max_length: MaxLength = 512, batch_size: BatchSize = 32, name: Name = None, output: Output = None,
+    markdown: Markdown = None,
+) -> None:
+    """Run MTEB tasks with per-task instructions (query side only for retrieval, both sides otherwise)."""
+    from bivec.evaluation.mteb_wrapper import MTEBEncoder, load_mteb_tasks, local_sts_task, run_mteb
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names and not local_sts:
+        _fail("give --tasks and/or --local-sts")
+    mapping = {}
+    if instructions is not None:
+        try:
+            mapping = json.loads(instructions.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            _fail(f"--instructions {instructions}: {exc}")
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            _fail(f"--instructions {instructions}: expected a JSON object mapping task names to instruction strings")
+    try:
+        loaded = [local_sts_task(f) for f in local_sts or []] + load_mteb_tasks(names)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    start = time.perf_counter()
+    label = _label(name, model, causal, pooling)
+    wrapper = MTEBEncoder(_encoder(model, causal, pooling, dtype, max_length), name=label, instructions=mapping,
+                          use_instructions=not no_instructions)
+    scores = run_mteb(wrapper, loaded, batch_size=batch_size, output_dir=mteb_output)
+    settings = dict(model=model, causal=causal, pooling=pooling, instructions=not no_instructions, tasks=list(scores))
+    _finish(EvalResult("mteb", label, "main_score", scores, settings, round(time.perf_counter() - start, 1)), output, markdown)
+
+
+@app.command(epilog="Example: bivec eval word --task pos,chunking,ner --train ../shared/data/conll2003/train.txt "
+                    "--test ../shared/data/conll2003/valid.txt")
+def word(
+    task: Annotated[str, typer.Option(help="pos, chunking or ner, or several comma-separated.")],
+    train: Annotated[Path, typer.Option(help="CoNLL-2003 file (word POS chunk NER) to train the probe on.")],
+    test: Annotated[Path, typer.Option(help="CoNLL-2003 file to score the probe on.")],
+    word_pooling: Annotated[str, typer.Option(help="Sub-token(s) that represent a word: first, last or mean.")] = "first",
+    retroactive: Annotated[str, typer.Option(help="none, or next_token: read word i at the token before it (MNTP models).")] = "none",
+    max_iter: Annotated[int, typer.Option(help="L-BFGS iterations of the linear probe.")] = 100,
+    l2: Annotated[float, typer.Option(help="L2 penalty on the probe's weights.")] = 1e-4,
+    train_sentences: Annotated[Optional[int], typer.Option(help="Train on the first N sentences of --train only.")] = None,
+    test_sentences: Annotated[Optional[int], typer.Option(help="Score on the first N sentences of --test only.")] = None,
+    allow_unseen_tags: Annotated[bool, typer.Option("--allow-unseen-tags", help="Score test tags absent from --train as errors instead of failing.")] = False,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Word-feature cache; default: bivec's cache directory.")] = None,
+    model: Model = None, causal: Causal = False, dtype: Dtype = None, max_length: MaxLength = 512,
+    batch_size: BatchSize = 32, name: Name = None, output: Output = None, markdown: Markdown = None,
+) -> None:
+    """Linear probes on frozen word representations: accuracy for POS, span F1 for chunking and NER.
+
+    The result's main score is accuracy for POS and span F1 for chunking and NER.
+    """
+    from bivec.evaluation.probes import ProbeConfig, evaluate_word_task, read_conll
+
+    try:
+        configs = [ProbeConfig(task=t.strip(), word_pooling=word_pooling, retroactive=retroactive, max_iter=max_iter,
+                               l2=l2, batch_size=batch_size, allow_unseen_tags=allow_unseen_tags,
+                               train_sentences=train_sentences, test_sentences=test_sentences)
+                   for t in task.split(",")]
+        read_conll(train), read_conll(test)  # fail on bad files before loading the model
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    start = time.perf_counter()
+    encoder = _encoder(model, causal, "mean", dtype, max_length)
+    scores = {}
+    for config in configs:
+        began = time.perf_counter()
+        try:
+            r = evaluate_word_task(encoder, train, test, config, cache_dir=cache_dir)
+        except ValueError as exc:
+            _fail(exc)
+        row = {"score": r.accuracy if r.main_metric == "accuracy" else r.f1, "accuracy": r.accuracy,
+               "f1": r.f1, "precision": r.precision, "recall": r.recall}
+        scores[config.task] = {k: v for k, v in row.items() if v is not None} | {"train_words": r.train_words, "test_words": r.test_words, "labels": r.labels,
+                                     "seconds": round(time.perf_counter() - began, 1)}
+    settings = dict(model=model, causal=causal, word_pooling=word_pooling, retroactive=retroactive, max_iter=max_iter,
+                    l2=l2, train=str(train), train_sentences=train_sentences, test=str(test),
+                    test_sentences=test_sentences)
+    label = name or _label(None, model, causal, f"{word_pooling}-word")
+    _finish(EvalResult("word", label, "score", scores, settings, round(time.perf_counter() - start, 1)), output, markdown)
+
+
+@app.command(epilog="Example: bivec eval compare eval-results/sts-causal.json eval-results/sts-bi.json --plot sts.png")
+def compare(
+    results: Annotated[list[Path], typer.Argument(help="Result JSON files written by bivec eval.")],
+    plot: Annotated[Optional[Path], typer.Option(help="Save a bar chart (PNG) here.")] = None,
+    title: Annotated[str, typer.Option(help="Chart title.")] = "bivec evaluation",
+    markdown: Markdown = None,
+) -> None:
+    """Put several models' results side by side (main score of each task) and plot them."""
+    try:
+        loaded = [EvalResult.load(p) for p in results]
+        table = compare_markdown(loaded)
+        if plot is not None:
+            compare_plot(loaded, plot, title=title)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    typer.echo(table)
+    if markdown is not None:
+        markdown.write_text(table + "\n", encoding="utf-8")
+    if plot is not None:
+        typer.echo(f"saved {plot}")
