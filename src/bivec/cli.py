@@ -7,6 +7,8 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from bivec.training.cli import app as train_app
+
 app = typer.Typer(
     help="Turn decoder-only language models into text encoders (LLM2Vec).",
     no_args_is_help=True,
@@ -17,6 +19,8 @@ app = typer.Typer(
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Local model directory; default: the embedded SmolLM2-135M-Instruct.")
 ]
+
+app.add_typer(train_app, name="train")
 
 
 @app.callback()

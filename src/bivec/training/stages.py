@@ -30,6 +30,8 @@ def _lora(model: nn.Module, config: TrainConfig):
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.lora_targets), bias="none")
+    # LoRA's A matrices are drawn at random: seed them so runs with one seed are identical.
+    torch.manual_seed(config.seed)
     return get_peft_model(model, lora)
 
 
