@@ -88,3 +88,12 @@ def test_stage_errors(tmp_path, tiny_model_dir, tiny_lm_dir, text_file):
         train_simcse(_config("simcse", tiny_lm_dir, one, tmp_path))
     with pytest.raises(FileNotFoundError, match="deepspeed_config 'nope.json' does not exist"):
         train_simcse(_config("simcse", tiny_lm_dir, text_file, tmp_path, deepspeed_config="nope.json"))
+
+
+def test_bf16_autocast_on_cpu(tmp_path, tiny_lm_dir, text_file):
+    from bivec.training.loop import bf16_supported
+
+    log = train_mntp(_config("mntp", tiny_lm_dir, text_file, tmp_path / "bf16", precision="bf16", steps=2))
+    assert log["mixed_precision"] == "bf16" and all(np.isfinite(h["loss"]) for h in log["history"])
+    auto = train_mntp(_config("mntp", tiny_lm_dir, text_file, tmp_path / "auto", precision="auto", steps=1))
+    assert auto["mixed_precision"] == ("bf16" if bf16_supported() else "no")

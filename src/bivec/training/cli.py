@@ -20,6 +20,7 @@ LR = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")
 Warmup = Annotated[Optional[int], typer.Option(help="Linear warmup steps.")]
 MaxLen = Annotated[Optional[int], typer.Option(help="Tokens per text (MNTP: per block).")]
 LoraR = Annotated[int, typer.Option(help="LoRA rank (alpha is twice the rank).")]
+LoraDropout = Annotated[float, typer.Option(help="Dropout on the LoRA inputs.")]
 Seed = Annotated[int, typer.Option(help="Random seed (data order, masks, dropout).")]
 SaveSteps = Annotated[int, typer.Option(help="Write a checkpoint every N steps (0: never).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --output.")]
@@ -49,11 +50,11 @@ def _run(config, train) -> None:
                f"outputs in {config.output_dir}")
 
 
-def _common(data, output, model, adapters, steps, batch_size, lr, warmup, max_length, lora_r, seed,
+def _common(data, output, model, adapters, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout, seed,
             save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp) -> dict:
     return dict(data=list(data), output_dir=output, model=model, adapters=list(adapters or []), steps=steps,
                 batch_size=batch_size, learning_rate=lr, warmup_steps=warmup, max_length=max_length,
-                lora_r=lora_r, lora_alpha=2 * lora_r, seed=seed, save_steps=save_steps, resume=resume,
+                lora_r=lora_r, lora_alpha=2 * lora_r, lora_dropout=lora_dropout, seed=seed, save_steps=save_steps, resume=resume,
                 precision=precision, gradient_checkpointing=gradient_checkpointing,
                 deepspeed_config=deepspeed, fsdp_config=fsdp)
 
@@ -61,7 +62,7 @@ def _common(data, output, model, adapters, steps, batch_size, lr, warmup, max_le
 @app.command(epilog="Example: bivec train mntp ../shared/data/text/wikitext2_valid.txt -o out/mntp --steps 1000 --merge")
 def mntp(data: Data, output: Output = Path("bivec-mntp"), model: Model = None, adapter: Adapters = None,
          steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None, max_length: MaxLen = None,
-         lora_r: LoraR = 16, seed: Seed = 42, save_steps: SaveSteps = 200, resume: Resume = False,
+         lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200, resume: Resume = False,
          precision: Precision = "auto", gradient_checkpointing: GradCkpt = False, deepspeed: DeepSpeed = None,
          fsdp: FSDP = None,
          mask_ratio: Annotated[Optional[float], typer.Option(help="Fraction of tokens masked.")] = None,
@@ -71,23 +72,23 @@ def mntp(data: Data, output: Output = Path("bivec-mntp"), model: Model = None, a
     """Masked next-token prediction with LoRA on the bidirectional model (stage 1)."""
     from bivec.training import MNTPConfig, train_mntp
 
-    common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, seed,
-                     save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
+    common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
+                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
     _run(MNTPConfig(**common, mask_ratio=mask_ratio, mask_token=mask_token, pack=pack, merge=merge), train_mntp)
 
 
 @app.command(epilog="Example: bivec train simcse sentences.txt --adapter out/mntp -o out/simcse --steps 1000")
 def simcse(data: Data, output: Output = Path("bivec-simcse"), model: Model = None, adapter: Adapters = None,
            steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None,
-           max_length: MaxLen = None, lora_r: LoraR = 16, seed: Seed = 42, save_steps: SaveSteps = 200,
+           max_length: MaxLen = None, lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200,
            resume: Resume = False, precision: Precision = "auto", gradient_checkpointing: GradCkpt = False,
            deepspeed: DeepSpeed = None, fsdp: FSDP = None, scale: Scale = None, chunk_size: Chunk = None,
            dropout: Annotated[Optional[float], typer.Option(help="Attention dropout making the two views differ.")] = None) -> None:
     """Unsupervised SimCSE, one sentence per line, on top of the MNTP adapter (stage 2)."""
     from bivec.training import SimCSEConfig, train_simcse
 
-    common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, seed,
-                     save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
+    common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
+                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
     _run(SimCSEConfig(**common, scale=scale, chunk_size=chunk_size, dropout=dropout), train_simcse)
 
 
@@ -95,13 +96,13 @@ def simcse(data: Data, output: Output = Path("bivec-simcse"), model: Model = Non
              "-o out/sup --batch-size 512 --chunk-size 32 --instruction 'Retrieve semantically similar text.'")
 def supervised(data: Data, output: Output = Path("bivec-supervised"), model: Model = None, adapter: Adapters = None,
                steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None,
-               max_length: MaxLen = None, lora_r: LoraR = 16, seed: Seed = 42, save_steps: SaveSteps = 200,
+               max_length: MaxLen = None, lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200,
                resume: Resume = False, precision: Precision = "auto", gradient_checkpointing: GradCkpt = False,
                deepspeed: DeepSpeed = None, fsdp: FSDP = None, scale: Scale = None, chunk_size: Chunk = None,
                instruction: Instruction = "") -> None:
     """Supervised contrastive training on (query, positive, negatives) JSONL/CSV rows (stage 2)."""
     from bivec.training import SupervisedConfig, train_supervised
 
-    common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, seed,
-                     save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
+    common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
+                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
     _run(SupervisedConfig(**common, scale=scale, chunk_size=chunk_size, instruction=instruction), train_supervised)

@@ -35,7 +35,11 @@ def bf16_supported() -> bool:
 def make_accelerator(config: TrainConfig):
     """An ``accelerate.Accelerator`` for ``config``'s precision and DeepSpeed / FSDP file."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    # accelerate keeps one process-wide state; several stages in one process may differ in
+    # precision, so drop it (the distributed part, PartialState, is kept).
+    AcceleratorState._reset_state(reset_partial_state=False)
     kwargs = {}
     if config.deepspeed_config is not None:
         from accelerate import DeepSpeedPlugin
@@ -119,13 +123,14 @@ def train_loop(
         loss, seen = step_fn(prepared, step)
         if config.max_grad_norm:
             accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         totals = accelerator.reduce(torch.tensor([loss, float(seen)], device=accelerator.device), "sum")
         loss = float(totals[0]) / accelerator.num_processes
         tokens += int(totals[1])
-        history.append({"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
+        history.append({"step": step + 1, "loss": loss, "lr": lr,
                         "elapsed_s": round(time.perf_counter() - began, 3), "tokens": tokens})
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
