@@ -43,7 +43,7 @@ def _run(config, train) -> None:
     config = type(config)(**overrides)
     try:
         log = train(config)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
+    except (ValueError, FileNotFoundError, TypeError, ImportError) as exc:
         _fail(exc)
     typer.echo(f"{log['stage']}: {log['steps']} steps in {log['wall_s']:.0f} s "
                f"({log['tokens_per_s']:.0f} tokens/s), final loss {log['history'][-1]['loss']:.4f}; "
