@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--simcse-lr", type=float, default=1e-4)
     parser.add_argument("--simcse-dropout", type=float, default=0.3)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--skip", nargs="*", default=[], help="evaluations to skip: causal bidirectional")
+    parser.add_argument("--skip", nargs="*", default=[], help="evaluations to skip: causal bidirectional mntp")
+    parser.add_argument("--reuse-mntp", action="store_true", help="keep a finished MNTP run in OUT/mntp")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,11 +87,15 @@ def main() -> None:
         evaluate("bidirectional", Encoder.from_pretrained(base), files, results)
 
     mntp_dir, simcse_dir = out / "mntp", out / "simcse"
-    results["stages"]["mntp"] = train_mntp(MNTPConfig(
-        data=[DATA / "text/wikitext2_valid.txt"], model=base, output_dir=mntp_dir, steps=args.mntp_steps,
-        batch_size=args.mntp_batch, max_length=args.mntp_length, learning_rate=args.mntp_lr,
-        precision=args.precision, save_steps=20))
-    evaluate("Bi+MNTP", LLM2Vec.from_pretrained(base, mntp_dir, torch_dtype="float32").encoder, files, results)
+    if args.reuse_mntp and (mntp_dir / "adapter_model.safetensors").is_file():
+        results["stages"]["mntp"] = json.loads((mntp_dir / "training_log.json").read_text())
+    else:
+        results["stages"]["mntp"] = train_mntp(MNTPConfig(
+            data=[DATA / "text/wikitext2_valid.txt"], model=base, output_dir=mntp_dir, steps=args.mntp_steps,
+            batch_size=args.mntp_batch, max_length=args.mntp_length, learning_rate=args.mntp_lr,
+            precision=args.precision, save_steps=20))
+    if "mntp" not in args.skip:
+        evaluate("Bi+MNTP", LLM2Vec.from_pretrained(base, mntp_dir, torch_dtype="float32").encoder, files, results)
 
     sentences = out / "wiki_sentences.txt"
     sentences.write_text("\n".join(wiki_sentences(DATA / "text/wikitext2_valid.txt")) + "\n", encoding="utf-8")
