@@ -89,6 +89,15 @@ def contrastive_step(
     processes, so that averaging gradients across them gives the full batch's gradient).
     """
     chunks = [*queries, *documents]
+    if len(queries) == 1 and len(documents) <= 2:
+        # Everything fits in one pass per side: caching would only add a forward pass.
+        reps = [embed(chunk) for chunk in chunks]
+        n = reps[0].shape[0]
+        positives = gather_with_grad(reps[1][:n])
+        negatives = gather_with_grad(torch.cat([reps[1][n:], *reps[2:]]))
+        loss = info_nce(gather_with_grad(reps[0]), torch.cat([positives, negatives]), scale)
+        (loss * loss_weight).backward()
+        return float(loss.detach())
     states, cached = [], []
     with torch.no_grad():
         for chunk in chunks:
