@@ -50,7 +50,8 @@ def make_accelerator(config: TrainConfig):
 
         kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(**json.loads(Path(config.fsdp_config).read_text()))
     bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_supported())
-    return Accelerator(mixed_precision="bf16" if bf16 else "no", **kwargs)
+    # Without a GPU, accelerate only forms a multi-process (gloo) group when told to use the CPU.
+    return Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available(), **kwargs)
 
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
