@@ -11,6 +11,7 @@ from bivec.export.cli import app as convert_app
 from bivec.serving.cli import SERVE_EXAMPLE, serve
 from bivec.corpus.cli import app as corpus_app
 from bivec.evaluation.cli import app as eval_app
+from bivec.training.cli import app as train_app
 
 app = typer.Typer(
     help="Turn decoder-only language models into text encoders (LLM2Vec).",
@@ -181,6 +182,7 @@ app.add_typer(convert_app, name="convert")
 app.command(epilog=SERVE_EXAMPLE)(serve)
 app.add_typer(corpus_app)
 app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")
 
 
 def main() -> None:

@@ -1,0 +1,108 @@
+"""``bivec train mntp|simcse|supervised``: the paper's defaults, overridable from flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Train LLM2Vec stages: MNTP, unsupervised SimCSE, supervised contrastive.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+Data = Annotated[list[str], typer.Argument(help="Training data files (or directories of .txt files).")]
+Output = Annotated[Path, typer.Option("--output", "-o", help="Output directory (adapter, logs, checkpoints).")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Base model directory; default: the embedded model.")]
+Adapters = Annotated[Optional[list[str]], typer.Option("--adapter", help="Adapter merged into the base first (e.g. the MNTP output); repeatable.")]
+Steps = Annotated[Optional[int], typer.Option(help="Optimiser steps.")]
+Batch = Annotated[Optional[int], typer.Option(help="Global batch size per step (split across processes).")]
+LR = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
+Warmup = Annotated[Optional[int], typer.Option(help="Linear warmup steps.")]
+MaxLen = Annotated[Optional[int], typer.Option(help="Tokens per text (MNTP: per block).")]
+LoraR = Annotated[int, typer.Option(help="LoRA rank (alpha is twice the rank).")]
+LoraDropout = Annotated[float, typer.Option(help="Dropout on the LoRA inputs.")]
+Seed = Annotated[int, typer.Option(help="Random seed (data order, masks, dropout).")]
+SaveSteps = Annotated[int, typer.Option(help="Write a checkpoint every N steps (0: never).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --output.")]
+Precision = Annotated[str, typer.Option(help="auto (bf16 autocast when the hardware supports it), bf16 or fp32.")]
+GradCkpt = Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations to save memory.")]
+DeepSpeed = Annotated[Optional[Path], typer.Option(help="DeepSpeed JSON config (multi-GPU).")]
+FSDP = Annotated[Optional[Path], typer.Option(help="JSON of accelerate FullyShardedDataParallelPlugin arguments.")]
+Scale = Annotated[Optional[float], typer.Option(help="Similarity scale of the InfoNCE loss.")]
+Chunk = Annotated[Optional[int], typer.Option(help="Texts per forward pass (GradCache); the loss is unchanged.")]
+Instruction = Annotated[str, typer.Option(help="Instruction for queries without their own; not pooled.")]
+
+
+def _fail(problem: Exception | str):
+    typer.echo(f"Error: {problem}", err=True)
+    raise typer.Exit(2)
+
+
+def _run(config, train) -> None:
+    overrides = {k: v for k, v in vars(config).items() if v is not None}
+    config = type(config)(**overrides)
+    try:
+        log = train(config)
+    except (ValueError, FileNotFoundError, TypeError, ImportError) as exc:
+        _fail(exc)
+    typer.echo(f"{log['stage']}: {log['steps']} steps in {log['wall_s']:.0f} s "
+               f"({log['tokens_per_s']:.0f} tokens/s), final loss {log['history'][-1]['loss']:.4f}; "
+               f"outputs in {config.output_dir}")
+
+
+def _common(data, output, model, adapters, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout, seed,
+            save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp) -> dict:
+    return dict(data=list(data), output_dir=output, model=model, adapters=list(adapters or []), steps=steps,
+                batch_size=batch_size, learning_rate=lr, warmup_steps=warmup, max_length=max_length,
+                lora_r=lora_r, lora_alpha=2 * lora_r, lora_dropout=lora_dropout, seed=seed, save_steps=save_steps, resume=resume,
+                precision=precision, gradient_checkpointing=gradient_checkpointing,
+                deepspeed_config=deepspeed, fsdp_config=fsdp)
+
+
+@app.command(epilog="Example: bivec train mntp ../shared/data/text/wikitext2_valid.txt -o out/mntp --steps 1000 --merge")
+def mntp(data: Data, output: Output = Path("bivec-mntp"), model: Model = None, adapter: Adapters = None,
+         steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None, max_length: MaxLen = None,
+         lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200, resume: Resume = False,
+         precision: Precision = "auto", gradient_checkpointing: GradCkpt = False, deepspeed: DeepSpeed = None,
+         fsdp: FSDP = None,
+         mask_ratio: Annotated[Optional[float], typer.Option(help="Fraction of tokens masked.")] = None,
+         mask_token: Annotated[Optional[str], typer.Option(help="auto (the tokenizer's, else '_'), new, or an existing token.")] = None,
+         pack: Annotated[bool, typer.Option(help="Pack texts into full blocks (--no-pack: truncate each).")] = True,
+         merge: Annotated[bool, typer.Option("--merge", help="Also save the merged model in OUTPUT/merged.")] = False) -> None:
+    """Masked next-token prediction with LoRA on the bidirectional model (stage 1)."""
+    from bivec.training import MNTPConfig, train_mntp
+
+    common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
+                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
+    _run(MNTPConfig(**common, mask_ratio=mask_ratio, mask_token=mask_token, pack=pack, merge=merge), train_mntp)
+
+
+@app.command(epilog="Example: bivec train simcse sentences.txt --adapter out/mntp -o out/simcse --steps 1000")
+def simcse(data: Data, output: Output = Path("bivec-simcse"), model: Model = None, adapter: Adapters = None,
+           steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None,
+           max_length: MaxLen = None, lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200,
+           resume: Resume = False, precision: Precision = "auto", gradient_checkpointing: GradCkpt = False,
+           deepspeed: DeepSpeed = None, fsdp: FSDP = None, scale: Scale = None, chunk_size: Chunk = None,
+           dropout: Annotated[Optional[float], typer.Option(help="Attention dropout making the two views differ.")] = None) -> None:
+    """Unsupervised SimCSE, one sentence per line, on top of the MNTP adapter (stage 2)."""
+    from bivec.training import SimCSEConfig, train_simcse
+
+    common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
+                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
+    _run(SimCSEConfig(**common, scale=scale, chunk_size=chunk_size, dropout=dropout), train_simcse)
+
+
+@app.command(epilog="Example: bivec train supervised ../shared/data/nli/sick_train_triplets.jsonl --adapter out/mntp "
+             "-o out/sup --batch-size 512 --chunk-size 32 --instruction 'Retrieve semantically similar text.'")
+def supervised(data: Data, output: Output = Path("bivec-supervised"), model: Model = None, adapter: Adapters = None,
+               steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None,
+               max_length: MaxLen = None, lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200,
+               resume: Resume = False, precision: Precision = "auto", gradient_checkpointing: GradCkpt = False,
+               deepspeed: DeepSpeed = None, fsdp: FSDP = None, scale: Scale = None, chunk_size: Chunk = None,
+               instruction: Instruction = "") -> None:
+    """Supervised contrastive training on (query, positive, negatives) JSONL/CSV rows (stage 2)."""
+    from bivec.training import SupervisedConfig, train_supervised
+
+    common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
+                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
+    _run(SupervisedConfig(**common, scale=scale, chunk_size=chunk_size, instruction=instruction), train_supervised)

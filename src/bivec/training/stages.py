@@ -1,0 +1,206 @@
+"""The three LLM2Vec training stages, writing the published LLM2Vec checkpoint layout:
+an adapter directory (``adapter_config.json``, ``adapter_model.safetensors``) with the base
+model's ``config.json`` and tokenizer, plus ``llm2vec_config.json`` with the encoder settings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from bivec.attention import make_bidirectional, set_attention_mode
+from bivec.models.adapters import apply_adapters
+from bivec.models.loading import load_tokenizer, resolve_model_path
+from bivec.training.config import ContrastiveConfig, MNTPConfig, SimCSEConfig, SupervisedConfig, TrainConfig
+from bivec.training.contrastive import Embedder, contrastive_step
+from bivec.training.data import ContrastiveRow, read_contrastive, read_documents, read_sentences
+from bivec.training.loop import batch_indices, make_accelerator, train_loop
+from bivec.training.mntp import MNTPModel, make_blocks, mask_tokens, resolve_mask_token
+
+OnStep = Callable[[int, float], None]
+
+
+def _lora(model: nn.Module, config: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.lora_targets), bias="none")
+    # LoRA's A matrices are drawn at random: seed them so runs with one seed are identical.
+    torch.manual_seed(config.seed)
+    return get_peft_model(model, lora)
+
+
+def _local_rows(indices: list[int], accelerator) -> list[int]:
+    per = len(indices) // accelerator.num_processes
+    return indices[accelerator.process_index * per : (accelerator.process_index + 1) * per]
+
+
+def _check_batch(config: TrainConfig, accelerator, n: int) -> None:
+    if config.batch_size % accelerator.num_processes:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {accelerator.num_processes} processes")
+    if n < 2:
+        raise ValueError(f"the training data holds {n} example(s); at least 2 are needed")
+
+
+def _write_outputs(config: TrainConfig, stage: str, peft_model, tokenizer, base: Path, extra: dict) -> Path:
+    """The adapter, the base config and tokenizer, and LLM2Vec-style encoder settings."""
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    shutil.copy(base / "config.json", out / "config.json")
+    settings = {
+        "pooling_mode": extra.get("pooling", "mean"),
+        "max_length": config.max_length,
+        "skip_instruction": True,
+        "bivec": {"stage": stage, "base_model": str(base), "adapters": [str(a) for a in config.adapters],
+                  "config": {k: v for k, v in asdict(config).items() if k != "data"} | {"data": [str(d) for d in config.data]}},
+    }
+    (out / "llm2vec_config.json").write_text(json.dumps(settings, indent=1, default=str))
+    return out
+
+
+def train_mntp(config: MNTPConfig, *, on_step: OnStep | None = None) -> dict:
+    """Train a LoRA adapter with masked next-token prediction on the bidirectional model.
+
+    Writes the adapter to ``config.output_dir`` (and, with ``merge``, the merged causal LM to
+    ``output_dir/merged``); returns the training log.
+
+    Example:
+        >>> log = train_mntp(MNTPConfig(data=["wiki.txt"], output_dir="out/mntp", steps=50,
+        ...                             batch_size=8, max_length=128))  # doctest: +SKIP
+    """
+    from transformers import AutoModelForCausalLM
+
+    config.validate()
+    base = resolve_model_path(config.model)
+    tokenizer = load_tokenizer(base)
+    mask_id = resolve_mask_token(tokenizer, config.mask_token)
+    blocks = make_blocks(tokenizer, read_documents(config.data), config.max_length, pack=config.pack)
+    accelerator = make_accelerator(config)
+    _check_batch(config, accelerator, len(blocks))
+    lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="sdpa")
+    lm = apply_adapters(lm, config.adapters)
+    if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
+        lm.resize_token_embeddings(len(tokenizer))
+    make_bidirectional(lm)
+    if config.gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    decoder = _lora(lm.get_decoder(), config)
+    setattr(lm, lm.base_model_prefix, decoder)
+    model = MNTPModel(lm)
+    special = frozenset(tokenizer.all_special_ids)
+    vocab = lm.get_output_embeddings().out_features
+
+    def step_fn(prepared: nn.Module, step: int) -> tuple[float, int]:
+        rows = _local_rows(batch_indices(len(blocks), config.batch_size, step, config.seed), accelerator)
+        batch = mask_tokens([blocks[i] for i in rows], mask_id=mask_id, pad_id=tokenizer.pad_token_id,
+                            vocab_size=vocab, ratio=config.mask_ratio, special_ids=special)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        loss = prepared(**batch)
+        accelerator.backward(loss)
+        return float(loss.detach()), int(batch["attention_mask"].sum())
+
+    log = train_loop(config, model, step_fn, accelerator=accelerator, stage="mntp", on_step=on_step)
+    if accelerator.is_main_process:
+        _write_outputs(config, "mntp", decoder, tokenizer, base, {})
+        if config.merge:
+            setattr(lm, lm.base_model_prefix, decoder.merge_and_unload())
+            # Saved as the causal model it was loaded as; loaders switch attention themselves.
+            set_attention_mode(lm, bidirectional=False)
+            lm.save_pretrained(Path(config.output_dir) / "merged")
+            tokenizer.save_pretrained(Path(config.output_dir) / "merged")
+    accelerator.wait_for_everyone()
+    return log
+
+
+def _contrastive_model(config: ContrastiveConfig):
+    """Base model with earlier adapters merged, bidirectional, dropout set, new LoRA on top."""
+    from transformers import AutoModel
+
+    from bivec.encoder import Encoder
+
+    base = resolve_model_path(config.model)
+    tokenizer = load_tokenizer(base)
+    model = apply_adapters(AutoModel.from_pretrained(base, dtype=torch.float32, attn_implementation="sdpa"),
+                           config.adapters)
+    make_bidirectional(model)
+    for module in model.modules():
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = config.dropout
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    decoder = _lora(model, config)
+    # The encoder gives the pooling masks (text tokens only: no padding, instruction or template).
+    encoder = Encoder(decoder, tokenizer, pooling=config.pooling, max_length=config.max_length)
+    return base, tokenizer, decoder, encoder
+
+
+def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], stage: str, on_step: OnStep | None) -> dict:
+    base, tokenizer, decoder, encoder = _contrastive_model(config)
+    accelerator = make_accelerator(config)
+    _check_batch(config, accelerator, len(rows))
+    queries = encoder.tokenize([[r.instruction, r.query] if r.instruction else r.query for r in rows])
+    documents = encoder.tokenize([text for r in rows for text in (r.positive, *r.negatives)])
+    doc_start = [0]
+    for r in rows:
+        doc_start.append(doc_start[-1] + 1 + len(r.negatives))
+    chunk = config.chunk_size or config.batch_size
+
+    def chunks(items) -> list:
+        return [tuple(t.to(accelerator.device) for t in encoder._collate(items[i : i + chunk]))
+                for i in range(0, len(items), chunk)]
+
+    def step_fn(prepared: nn.Module, step: int) -> tuple[float, int]:
+        local = _local_rows(batch_indices(len(rows), config.batch_size, step, config.seed), accelerator)
+        q = [queries[i] for i in local]
+        positives = [documents[doc_start[i]] for i in local]
+        negatives = [documents[j] for i in local for j in range(doc_start[i] + 1, doc_start[i + 1])]
+        loss = contrastive_step(lambda b: prepared(*b), chunks(q), chunks(positives) + chunks(negatives),
+                                scale=config.scale, loss_weight=accelerator.num_processes,
+                                no_sync=lambda: accelerator.no_sync(prepared))
+        return loss, sum(len(t.input_ids) for t in (*q, *positives, *negatives))
+
+    log = train_loop(config, Embedder(decoder, config.pooling), step_fn, accelerator=accelerator,
+                     stage=stage, on_step=on_step)
+    if accelerator.is_main_process:
+        _write_outputs(config, stage, decoder, tokenizer, base, {"pooling": config.pooling})
+    accelerator.wait_for_everyone()
+    return log
+
+
+def train_simcse(config: SimCSEConfig, *, on_step: OnStep | None = None) -> dict:
+    """Unsupervised SimCSE: each sentence is its own positive under dropout, other sentences of
+    the batch are negatives; a new LoRA on top of ``config.adapters`` (the MNTP output).
+
+    Example:
+        >>> log = train_simcse(SimCSEConfig(data=["sentences.txt"], adapters=["out/mntp"],
+        ...                                 output_dir="out/simcse", steps=100, batch_size=32))  # doctest: +SKIP
+    """
+    config.validate()
+    sources = [config.data] if isinstance(config.data, (str, Path)) else config.data
+    rows = [ContrastiveRow(s, s, (), config.instruction) for s in read_sentences(sources)]
+    if config.dropout == 0 and config.lora_dropout == 0:
+        raise ValueError("SimCSE needs dropout: with dropout=0 and lora_dropout=0 both views are identical")
+    return _train_contrastive(config, rows, "simcse", on_step)
+
+
+def train_supervised(config: SupervisedConfig, *, on_step: OnStep | None = None) -> dict:
+    """Supervised contrastive training on (query, positive, hard negatives) rows, in-batch and
+    hard negatives, gathered across processes; chunked (GradCache) with ``chunk_size``.
+
+    Example:
+        >>> log = train_supervised(SupervisedConfig(data=["triplets.jsonl"], adapters=["out/mntp"],
+        ...                                         output_dir="out/sup", batch_size=512, chunk_size=32))  # doctest: +SKIP
+    """
+    config.validate()
+    sources = [config.data] if isinstance(config.data, (str, Path)) else config.data
+    return _train_contrastive(config, read_contrastive(sources, instruction=config.instruction), "supervised", on_step)
+
+
+__all__ = ["train_mntp", "train_simcse", "train_supervised"]

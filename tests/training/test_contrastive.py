@@ -1,0 +1,79 @@
+import math
+
+import pytest
+import torch
+
+from bivec.encoder import Encoder
+from bivec.training.contrastive import Embedder, contrastive_step, gather_with_grad, info_nce
+from conftest import tiny_model, tiny_tokenizer
+
+
+def test_info_nce_equals_hand_computation():
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    d = torch.tensor([[1.0, 1.0], [0.0, 1.0], [-1.0, 0.0]])  # two positives, one hard negative
+    cos = [[1 / math.sqrt(2), 0.0, -1.0], [1 / math.sqrt(2), 1.0, 0.0]]
+    by_hand = 0.0
+    for i, row in enumerate(cos):
+        logits = [20 * c for c in row]
+        by_hand += -logits[i] + math.log(sum(math.exp(x) for x in logits))
+    assert float(info_nce(q, d, scale=20.0)) == pytest.approx(by_hand / 2, rel=1e-5)
+
+
+def test_info_nce_needs_a_positive_per_query():
+    with pytest.raises(ValueError, match="1 documents for 2 queries"):
+        info_nce(torch.ones(2, 3), torch.ones(1, 3))
+
+
+def test_gather_without_distributed_is_identity():
+    x = torch.ones(2, 3, requires_grad=True)
+    assert gather_with_grad(x) is x
+
+
+def _setup(dropout: float = 0.0):
+    model = tiny_model("llama", "sdpa", attention_dropout=dropout)
+    encoder = Encoder(model, tiny_tokenizer(), max_length=32)
+    texts = ["a man plays a guitar .", "someone is playing music .", "the dog runs in the park .",
+             "a cat sits on the mat .", "the stock market fell sharply today .", "the child eats food ."]
+    queries = encoder.tokenize([["retrieve similar text :", t] for t in texts[:4]])
+    docs = encoder.tokenize(texts[1:5] + texts[5:])  # 4 positives, 1 hard negative
+    return model, encoder, queries, docs
+
+
+def _grads(model, encoder, queries, docs, chunk):
+    model.zero_grad()
+    embedder = Embedder(model).train()
+    chunks = lambda items: [encoder._collate(items[i : i + chunk]) for i in range(0, len(items), chunk)]  # noqa: E731
+    loss = contrastive_step(lambda b: embedder(*b), chunks(queries), chunks(docs[:4]) + chunks(docs[4:]), scale=20.0)
+    return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_chunked_gradients_equal_unchunked():
+    model, encoder, queries, docs = _setup()
+    loss_full, full = _grads(model, encoder, queries, docs, chunk=8)
+    loss_chunked, chunked = _grads(model, encoder, queries, docs, chunk=1)
+    assert loss_full == pytest.approx(loss_chunked, rel=1e-5)
+    assert full.keys() == chunked.keys() and len(full) > 10
+    for name in full:
+        assert torch.allclose(full[name], chunked[name], atol=1e-6, rtol=1e-4), name
+
+
+def test_unchunked_step_equals_plain_backward():
+    model, encoder, queries, docs = _setup()
+    loss_step, grads = _grads(model, encoder, queries, docs, chunk=8)
+    model.zero_grad()
+    embedder = Embedder(model).train()
+    loss = info_nce(embedder(*encoder._collate(queries)), embedder(*encoder._collate(docs)))
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(loss_step, rel=1e-6)
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, grads[name], atol=1e-6, rtol=1e-4), name
+
+
+def test_simcse_views_differ_under_dropout_only():
+    for dropout, same in ((0.3, False), (0.0, True)):
+        model, encoder, queries, _ = _setup(dropout)
+        embedder = Embedder(model).train()
+        batch = encoder._collate(queries)
+        with torch.no_grad():
+            first, second = embedder(*batch), embedder(*batch)
+        assert torch.equal(first, second) is same
