@@ -63,13 +63,19 @@ def parse_texts(lines: Iterable[str], format: str, *, field: str = "text", sourc
     return texts
 
 
-def _json_field(line: str, field: str, where: str) -> str:
+def json_object(line: str, where: str) -> dict:
+    """Parse one JSONL line that must hold an object; errors name ``where`` (file:line)."""
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
+        raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
     if not isinstance(row, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
+def _json_field(line: str, field: str, where: str) -> str:
+    row = json_object(line, where)
     if field not in row:
         raise ValueError(f"{where}: no field {field!r} (fields: {', '.join(row) or 'none'})")
     if not isinstance(row[field], str):

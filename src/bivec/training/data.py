@@ -4,11 +4,12 @@ contrastive training. Bad input raises a ValueError naming the file and line (or
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
+
+from bivec.textio import json_object
 
 DataSource = Union[str, Path, Any]  # a file, a directory of .txt files, or a `datasets.Dataset`
 
@@ -129,13 +130,7 @@ def _file_rows(path: Path) -> Iterable[tuple[str, dict]]:
             where = f"{path}:{number}"
             if not line.strip():
                 raise ValueError(f"{where}: empty line")
-            try:
-                fields = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(fields, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(fields).__name__}")
-            yield where, fields
+            yield where, json_object(line, where)
 
 
 def read_contrastive(sources: Sequence[DataSource], *, instruction: str = "") -> list[ContrastiveRow]:
