@@ -3,9 +3,9 @@
 # Usage: bash benchmarks/eval_default_model.sh OUT_DIR [TRAIN_SENTENCES] [TEST_SENTENCES] [STEPS]
 # One job at a time. The word probes train on the first TRAIN_SENTENCES sentences of train.txt and
 # are scored on the first TEST_SENTENCES of valid.txt (empty: the whole file). STEPS picks and
-# orders the runs (default: "sts-small word sts-large"). A training prefix can miss rare tags
-# (the first 1,000 sentences have no POS tag WP$), so with TRAIN_SENTENCES such test words are
-# kept and scored as errors (--allow-unseen-tags).
+# orders the runs (default: "sts-small word sts-large"). The training data can miss rare tags
+# (the first 1,000 sentences have no POS tag WP$; the whole train.txt has no chunk tag I-PRT,
+# which valid.txt has), so such test words are kept and scored as errors (--allow-unseen-tags).
 set -euo pipefail
 export HF_HUB_OFFLINE=1 PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)/src${PYTHONPATH:+:$PYTHONPATH}"
 out=${1:-eval-results}
@@ -15,7 +15,7 @@ steps=${4:-sts-small word sts-large}
 data=$(cd "$(dirname "$0")/../../shared/data" && pwd)
 bivec() { echo "+ bivec $*"; /usr/bin/time -f "wall %e s" python -c "from bivec.cli import main; main()" "$@"; }
 word=(--task pos,chunking,ner --train "$data/conll2003/train.txt" --test "$data/conll2003/valid.txt"
-      ${train_n:+--train-sentences "$train_n" --allow-unseen-tags} ${test_n:+--test-sentences "$test_n"})
+      --allow-unseen-tags ${train_n:+--train-sentences "$train_n"} ${test_n:+--test-sentences "$test_n"})
 for step in $steps; do
   for mode in bidirectional causal; do
     flag=(); [ "$mode" = causal ] && flag=(--causal)
