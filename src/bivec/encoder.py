@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,7 +214,27 @@ class Encoder:
                 batches.append([i])
         return batches
 
-    def _collate(self, items: list[Tokenized]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _forward_batches(
+        self, tokenized: list[Tokenized], batch_size: int, max_batch_tokens: int, show_progress: bool | None
+    ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Run the model over length-sorted batches, yielding each batch's input indices, final
+        hidden states, attention mask and pooling mask, with a progress bar."""
+        if batch_size < 1 or max_batch_tokens < 1:
+            raise ValueError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}")
+        batches = self._batches([len(t.input_ids) for t in tokenized], batch_size, max_batch_tokens)
+        if show_progress is None:
+            show_progress = len(batches) > 1 and sys.stderr.isatty()
+        from tqdm.auto import tqdm
+
+        with torch.inference_mode(), tqdm(total=len(tokenized), disable=not show_progress, desc="encode", unit="text") as bar:
+            for batch in batches:
+                ids, attention, pooling_mask = self.collate([tokenized[i] for i in batch])
+                yield batch, last_hidden_state(self.model, ids, attention), attention, pooling_mask
+                bar.update(len(batch))
+
+    def collate(self, items: list[Tokenized]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pad tokenised inputs into (input_ids, attention_mask, pooling_mask) on the model's device,
+        on the encoder's padding side; training builds its batches with it too."""
         width = max(len(t.input_ids) for t in items)
         ids = np.full((len(items), width), self.tokenizer.pad_token_id, dtype=np.int64)
         attention = np.zeros((len(items), width), dtype=np.int64)
@@ -241,20 +261,11 @@ class Encoder:
             >>> encoder.token_states(items)[0].shape  # doctest: +SKIP
             (2, 576)
         """
-        if batch_size < 1 or max_batch_tokens < 1:
-            raise ValueError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}")
         states: list[np.ndarray] = [np.empty(0)] * len(tokenized)
-        batches = self._batches([len(t.input_ids) for t in tokenized], batch_size, max_batch_tokens)
-        from tqdm.auto import tqdm
-
-        disable = not (len(batches) > 1 and sys.stderr.isatty()) if show_progress is None else not show_progress
-        with torch.inference_mode(), tqdm(total=len(tokenized), disable=disable, desc="encode", unit="text") as bar:
-            for batch in batches:
-                ids, attention, _ = self._collate([tokenized[i] for i in batch])
-                hidden = last_hidden_state(self.model, ids, attention).float().cpu().numpy()
-                for row, i in enumerate(batch):
-                    states[i] = hidden[row][attention[row].bool().cpu().numpy()]
-                bar.update(len(batch))
+        for batch, hidden, attention, _ in self._forward_batches(tokenized, batch_size, max_batch_tokens, show_progress):
+            hidden, keep = hidden.float().cpu().numpy(), attention.bool().cpu().numpy()
+            for row, i in enumerate(batch):
+                states[i] = hidden[row][keep[row]]
         return states
 
     def encode(
@@ -279,25 +290,14 @@ class Encoder:
             >>> encoder.encode(["first text", ["Represent the query:", "second text"]]).shape  # doctest: +SKIP
             (2, 576)
         """
-        if batch_size < 1 or max_batch_tokens < 1:
-            raise ValueError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}")
         if dimensions is not None and not 1 <= dimensions <= self.dim:
             raise ValueError(f"dimensions must be between 1 and {self.dim}, got {dimensions}")
         dim = dimensions or self.dim
         tokenized = self.tokenize(inputs, truncate=truncate)
         result = np.zeros((len(tokenized), dim), dtype=np.float32)
-        batches = self._batches([len(t.input_ids) for t in tokenized], batch_size, max_batch_tokens)
-        if show_progress is None:
-            show_progress = len(batches) > 1 and sys.stderr.isatty()
-        from tqdm.auto import tqdm
-
-        with torch.inference_mode(), tqdm(total=len(tokenized), disable=not show_progress, desc="encode", unit="text") as bar:
-            for batch in batches:
-                ids, attention, pooling_mask = self._collate([tokenized[i] for i in batch])
-                vectors = pool(last_hidden_state(self.model, ids, attention), pooling_mask, self.pooling)
-                vectors = vectors[:, :dim].float()
-                if normalize:
-                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
-                result[batch] = vectors.cpu().numpy()
-                bar.update(len(batch))
+        for batch, hidden, _, pooling_mask in self._forward_batches(tokenized, batch_size, max_batch_tokens, show_progress):
+            vectors = pool(hidden, pooling_mask, self.pooling)[:, :dim].float()
+            if normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            result[batch] = vectors.cpu().numpy()
         return result

@@ -42,7 +42,7 @@ def _setup(dropout: float = 0.0):
 def _grads(model, encoder, queries, docs, chunk):
     model.zero_grad()
     embedder = Embedder(model).train()
-    chunks = lambda items: [encoder._collate(items[i : i + chunk]) for i in range(0, len(items), chunk)]  # noqa: E731
+    chunks = lambda items: [encoder.collate(items[i : i + chunk]) for i in range(0, len(items), chunk)]  # noqa: E731
     loss = contrastive_step(lambda b: embedder(*b), chunks(queries), chunks(docs[:4]) + chunks(docs[4:]), scale=20.0)
     return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -62,7 +62,7 @@ def test_unchunked_step_equals_plain_backward():
     loss_step, grads = _grads(model, encoder, queries, docs, chunk=8)
     model.zero_grad()
     embedder = Embedder(model).train()
-    loss = info_nce(embedder(*encoder._collate(queries)), embedder(*encoder._collate(docs)))
+    loss = info_nce(embedder(*encoder.collate(queries)), embedder(*encoder.collate(docs)))
     loss.backward()
     assert float(loss.detach()) == pytest.approx(loss_step, rel=1e-6)
     for name, p in model.named_parameters():
@@ -73,7 +73,7 @@ def test_simcse_views_differ_under_dropout_only():
     for dropout, same in ((0.3, False), (0.0, True)):
         model, encoder, queries, _ = _setup(dropout)
         embedder = Embedder(model).train()
-        batch = encoder._collate(queries)
+        batch = encoder.collate(queries)
         with torch.no_grad():
             first, second = embedder(*batch), embedder(*batch)
         assert torch.equal(first, second) is same

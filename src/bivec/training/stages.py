@@ -153,7 +153,7 @@ def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], st
     chunk = config.chunk_size or config.batch_size
 
     def chunks(items) -> list:
-        return [tuple(t.to(accelerator.device) for t in encoder._collate(items[i : i + chunk]))
+        return [tuple(t.to(accelerator.device) for t in encoder.collate(items[i : i + chunk]))
                 for i in range(0, len(items), chunk)]
 
     def step_fn(prepared: nn.Module, step: int) -> tuple[float, int]:
