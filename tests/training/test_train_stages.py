@@ -6,7 +6,14 @@ import torch
 from safetensors.torch import load_file
 
 from bivec import Encoder, LLM2Vec
+from bivec.encoder import Tokenized
+from bivec.models import load_tokenizer
 from bivec.training import MNTPConfig, SimCSEConfig, SupervisedConfig, train_mntp, train_simcse, train_supervised
+from bivec.training.contrastive import Embedder
+from bivec.training.loop import make_accelerator, train_loop
+from bivec.training.mntp import resolve_mask_token
+from bivec.training.stages import contrastive_model, contrastive_step_fn, mntp_model, mntp_step_fn
+from conftest import SPECIALS, WORDS
 from training.helpers import text_file, tiny_lm_dir  # noqa: F401  (fixtures)
 
 TRIPLETS = "/work/shared/data/nli/sick_train_triplets.jsonl"
@@ -97,3 +104,48 @@ def test_bf16_autocast_on_cpu(tmp_path, tiny_lm_dir, text_file):
     assert log["mixed_precision"] == "bf16" and all(np.isfinite(h["loss"]) for h in log["history"])
     auto = train_mntp(_config("mntp", tiny_lm_dir, text_file, tmp_path / "auto", precision="auto", steps=1))
     assert auto["mixed_precision"] == ("bf16" if bf16_supported() else "no")
+
+
+def _one_step_on_given_ids(stage, model_dir, out, checkpointing, ids):
+    """Two ``train_loop`` steps through the stage's own model and step builders, on caller-given
+    token ids (as benchmarks/train_throughput.py drives them)."""
+    common = dict(model=model_dir, output_dir=out, steps=2, batch_size=len(ids), max_length=len(ids[0]),
+                  precision="fp32", gradient_checkpointing=checkpointing, save_steps=0, progress=False)
+    if stage == "mntp":
+        config = MNTPConfig(**common)
+        tokenizer = load_tokenizer(model_dir)
+        accelerator = make_accelerator(config)
+        _, module = mntp_model(config, model_dir, tokenizer)
+        mask_id = resolve_mask_token(tokenizer, config.mask_token)
+        step_fn = mntp_step_fn(config, module, tokenizer, mask_id, accelerator, lambda step: ids)
+    else:
+        config = SimCSEConfig(**common)
+        _, _, decoder, encoder = contrastive_model(config)
+        accelerator = make_accelerator(config)
+        items = [Tokenized(row, [1] * len(row)) for row in ids]
+        module = Embedder(decoder, config.pooling)
+        step_fn = contrastive_step_fn(config, encoder, accelerator, lambda step: (items, items, []))
+    log = train_loop(config, module, step_fn, accelerator=accelerator, stage=stage)
+    trained = {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
+    checkpointed = any(getattr(m, "gradient_checkpointing", False) for m in module.modules())
+    return log, trained, checkpointed
+
+
+@pytest.mark.parametrize("stage", ["mntp", "simcse"])
+def test_stage_builders_train_on_given_batches_with_or_without_checkpointing(tmp_path, tiny_lm_dir, stage):
+    ids = torch.randint(len(SPECIALS), len(SPECIALS) + len(WORDS), (4, 6), generator=torch.Generator().manual_seed(0))
+    runs = {on: _one_step_on_given_ids(stage, tiny_lm_dir, tmp_path / str(on), on, ids.tolist())
+            for on in (False, True)}
+    views = 2 if stage == "simcse" else 1
+    for on, (log, trained, checkpointed) in runs.items():
+        assert checkpointed is on
+        assert [h["tokens"] for h in log["history"]] == [views * 4 * 6, 2 * views * 4 * 6]
+        assert all(np.isfinite(h["loss"]) for h in log["history"])
+        # An untied output layer stays trainable in MNTP; the decoder itself trains only its LoRA.
+        assert trained and all("lora_" in name for name in trained if "lm_head" not in name)
+    (plain, plain_weights, _), (saving, saving_weights, _) = runs[False], runs[True]
+    # Recomputing activations replays the same dropout, so training must not change. Two steps,
+    # because AdamW's first step only sees the gradients' signs.
+    assert [h["loss"] for h in saving["history"]] == pytest.approx([h["loss"] for h in plain["history"]], rel=1e-6)
+    for name, value in plain_weights.items():
+        assert torch.allclose(value, saving_weights[name], atol=1e-6), name

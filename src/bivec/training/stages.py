@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from bivec.attention import make_bidirectional, set_attention_mode
 from bivec.models.adapters import apply_adapters
@@ -19,10 +21,18 @@ from bivec.models.loading import load_tokenizer, resolve_model_path
 from bivec.training.config import ContrastiveConfig, MNTPConfig, SimCSEConfig, SupervisedConfig, TrainConfig
 from bivec.training.contrastive import Embedder, contrastive_step
 from bivec.training.data import ContrastiveRow, read_contrastive, read_documents, read_sentences
-from bivec.training.loop import batch_indices, make_accelerator, train_loop
+from bivec.training.loop import StepFn, batch_indices, make_accelerator, train_loop
 from bivec.training.mntp import MNTPModel, make_blocks, mask_tokens, resolve_mask_token
 
+if TYPE_CHECKING:
+    from bivec.encoder import Encoder, Tokenized
+
 OnStep = Callable[[int, float], None]
+BlockBatches = Callable[[int], list[list[int]]]
+"""Step number -> this process's MNTP token blocks for that step."""
+ContrastiveBatches = Callable[[int], tuple[list["Tokenized"], list["Tokenized"], list["Tokenized"]]]
+"""Step number -> this process's tokenised queries, their positives (one each, in query order)
+and hard negatives for that step."""
 
 
 def _lora(model: nn.Module, config: TrainConfig):
@@ -65,6 +75,43 @@ def _write_outputs(config: TrainConfig, stage: str, peft_model, tokenizer, base:
     return out
 
 
+def mntp_model(config: MNTPConfig, base: Path, tokenizer: PreTrainedTokenizerBase) -> tuple[nn.Module, MNTPModel]:
+    """The causal LM at ``base`` with ``config.adapters`` merged, bidirectional, gradient
+    checkpointing as ``config`` asks, and a new LoRA on its decoder; returns the LoRA-wrapped
+    decoder (what is saved) and the module returning the MNTP loss (what is trained).
+    ``tokenizer`` must already hold the mask token, so that an added one gets an embedding."""
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="sdpa")
+    lm = apply_adapters(lm, config.adapters)
+    if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
+        lm.resize_token_embeddings(len(tokenizer))
+    make_bidirectional(lm)
+    if config.gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    decoder = _lora(lm.get_decoder(), config)
+    setattr(lm, lm.base_model_prefix, decoder)
+    return decoder, MNTPModel(lm)
+
+
+def mntp_step_fn(config: MNTPConfig, model: MNTPModel, tokenizer: PreTrainedTokenizerBase, mask_id: int,
+                 accelerator, batches: BlockBatches) -> StepFn:
+    """``train_loop``'s step for MNTP: mask the blocks ``batches(step)`` gives, then forward and
+    backward through the (prepared) ``model``."""
+    special = frozenset(tokenizer.all_special_ids)
+    vocab = model.lm.get_output_embeddings().out_features
+
+    def step_fn(prepared: nn.Module, step: int) -> tuple[float, int]:
+        batch = mask_tokens(batches(step), mask_id=mask_id, pad_id=tokenizer.pad_token_id,
+                            vocab_size=vocab, ratio=config.mask_ratio, special_ids=special)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        loss = prepared(**batch)
+        accelerator.backward(loss)
+        return float(loss.detach()), int(batch["attention_mask"].sum())
+
+    return step_fn
+
+
 def train_mntp(config: MNTPConfig, *, on_step: OnStep | None = None) -> dict:
     """Train a LoRA adapter with masked next-token prediction on the bidirectional model.
 
@@ -75,8 +122,6 @@ def train_mntp(config: MNTPConfig, *, on_step: OnStep | None = None) -> dict:
         >>> log = train_mntp(MNTPConfig(data=["wiki.txt"], output_dir="out/mntp", steps=50,
         ...                             batch_size=8, max_length=128))  # doctest: +SKIP
     """
-    from transformers import AutoModelForCausalLM
-
     config.validate()
     base = resolve_model_path(config.model)
     tokenizer = load_tokenizer(base)
@@ -84,32 +129,18 @@ def train_mntp(config: MNTPConfig, *, on_step: OnStep | None = None) -> dict:
     blocks = make_blocks(tokenizer, read_documents(config.data), config.max_length, pack=config.pack)
     accelerator = make_accelerator(config)
     _check_batch(config, accelerator, len(blocks))
-    lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="sdpa")
-    lm = apply_adapters(lm, config.adapters)
-    if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
-        lm.resize_token_embeddings(len(tokenizer))
-    make_bidirectional(lm)
-    if config.gradient_checkpointing:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    decoder = _lora(lm.get_decoder(), config)
-    setattr(lm, lm.base_model_prefix, decoder)
-    model = MNTPModel(lm)
-    special = frozenset(tokenizer.all_special_ids)
-    vocab = lm.get_output_embeddings().out_features
+    decoder, model = mntp_model(config, base, tokenizer)
 
-    def step_fn(prepared: nn.Module, step: int) -> tuple[float, int]:
+    def batches(step: int) -> list[list[int]]:
         rows = _local_rows(batch_indices(len(blocks), config.batch_size, step, config.seed), accelerator)
-        batch = mask_tokens([blocks[i] for i in rows], mask_id=mask_id, pad_id=tokenizer.pad_token_id,
-                            vocab_size=vocab, ratio=config.mask_ratio, special_ids=special)
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        loss = prepared(**batch)
-        accelerator.backward(loss)
-        return float(loss.detach()), int(batch["attention_mask"].sum())
+        return [blocks[i] for i in rows]
 
+    step_fn = mntp_step_fn(config, model, tokenizer, mask_id, accelerator, batches)
     log = train_loop(config, model, step_fn, accelerator=accelerator, stage="mntp", on_step=on_step)
     if accelerator.is_main_process:
         _write_outputs(config, "mntp", decoder, tokenizer, base, {})
         if config.merge:
+            lm = model.lm
             setattr(lm, lm.base_model_prefix, decoder.merge_and_unload())
             # Saved as the causal model it was loaded as; loaders switch attention themselves.
             set_attention_mode(lm, bidirectional=False)
@@ -119,8 +150,9 @@ def train_mntp(config: MNTPConfig, *, on_step: OnStep | None = None) -> dict:
     return log
 
 
-def _contrastive_model(config: ContrastiveConfig):
-    """Base model with earlier adapters merged, bidirectional, dropout set, new LoRA on top."""
+def contrastive_model(config: ContrastiveConfig) -> tuple[Path, PreTrainedTokenizerBase, nn.Module, Encoder]:
+    """Base model with earlier adapters merged, bidirectional, dropout set, new LoRA on top;
+    returns the base directory, its tokenizer, the LoRA-wrapped model and an encoder over it."""
     from transformers import AutoModel
 
     from bivec.encoder import Encoder
@@ -141,15 +173,11 @@ def _contrastive_model(config: ContrastiveConfig):
     return base, tokenizer, decoder, encoder
 
 
-def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], stage: str, on_step: OnStep | None) -> dict:
-    base, tokenizer, decoder, encoder = _contrastive_model(config)
-    accelerator = make_accelerator(config)
-    _check_batch(config, accelerator, len(rows))
-    queries = encoder.tokenize([[r.instruction, r.query] if r.instruction else r.query for r in rows])
-    documents = encoder.tokenize([text for r in rows for text in (r.positive, *r.negatives)])
-    doc_start = [0]
-    for r in rows:
-        doc_start.append(doc_start[-1] + 1 + len(r.negatives))
+def contrastive_step_fn(config: ContrastiveConfig, encoder: Encoder, accelerator,
+                        batches: ContrastiveBatches) -> StepFn:
+    """``train_loop``'s step for the contrastive stages: InfoNCE over what ``batches(step)``
+    gives, forward and backward through the (prepared) ``Embedder``, in chunks of
+    ``config.chunk_size`` texts."""
     chunk = config.chunk_size or config.batch_size
 
     def chunks(items) -> list:
@@ -157,15 +185,31 @@ def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], st
                 for i in range(0, len(items), chunk)]
 
     def step_fn(prepared: nn.Module, step: int) -> tuple[float, int]:
-        local = _local_rows(batch_indices(len(rows), config.batch_size, step, config.seed), accelerator)
-        q = [queries[i] for i in local]
-        positives = [documents[doc_start[i]] for i in local]
-        negatives = [documents[j] for i in local for j in range(doc_start[i] + 1, doc_start[i + 1])]
-        loss = contrastive_step(lambda b: prepared(*b), chunks(q), chunks(positives) + chunks(negatives),
+        queries, positives, negatives = batches(step)
+        loss = contrastive_step(lambda b: prepared(*b), chunks(queries), chunks(positives) + chunks(negatives),
                                 scale=config.scale, loss_weight=accelerator.num_processes,
                                 no_sync=lambda: accelerator.no_sync(prepared))
-        return loss, sum(len(t.input_ids) for t in (*q, *positives, *negatives))
+        return loss, sum(len(t.input_ids) for t in (*queries, *positives, *negatives))
 
+    return step_fn
+
+
+def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], stage: str, on_step: OnStep | None) -> dict:
+    base, tokenizer, decoder, encoder = contrastive_model(config)
+    accelerator = make_accelerator(config)
+    _check_batch(config, accelerator, len(rows))
+    queries = encoder.tokenize([[r.instruction, r.query] if r.instruction else r.query for r in rows])
+    documents = encoder.tokenize([text for r in rows for text in (r.positive, *r.negatives)])
+    doc_start = [0]
+    for r in rows:
+        doc_start.append(doc_start[-1] + 1 + len(r.negatives))
+
+    def batches(step: int) -> tuple[list[Tokenized], list[Tokenized], list[Tokenized]]:
+        local = _local_rows(batch_indices(len(rows), config.batch_size, step, config.seed), accelerator)
+        return ([queries[i] for i in local], [documents[doc_start[i]] for i in local],
+                [documents[j] for i in local for j in range(doc_start[i] + 1, doc_start[i + 1])])
+
+    step_fn = contrastive_step_fn(config, encoder, accelerator, batches)
     log = train_loop(config, Embedder(decoder, config.pooling), step_fn, accelerator=accelerator,
                      stage=stage, on_step=on_step)
     if accelerator.is_main_process:
