@@ -1,12 +1,15 @@
 """bivec against the reference llm2vec 0.2.3, same machine, same texts, same weights.
 
-Prints the CPU, the linear-layer limit per dtype, speed per engine/dtype/corpus ("short": STS12
-sentences, "long": WikiText-2 paragraphs cut at 512 tokens), peak RSS, and accuracy of every mode
-against bivec fp32 (per-text cosine; STS12 Spearman). Each engine and dtype runs in its own
-process so peak RSS is its own. The reference runs in its own virtualenv (transformers 4.44),
-created on first use under benchmarks/.reference (about 1 GB).
+Prints the CPU, the linear-layer limit per dtype, speed per engine/dtype/corpus ("short":
+sentences of evenly spaced STS12, STS13 and STS14 pairs; "long": WikiText-2 paragraphs cut at 512
+tokens), peak RSS against the weights' size, and accuracy of every mode against bivec float32
+(per-text cosine; Spearman on each STS file's pairs). bivec modes: ``auto`` (the default: the
+dtype its accuracy check picks on this machine), float32, bfloat16 and int8 (dynamic
+quantisation). Each engine and dtype runs in its own process so peak RSS is its own. The
+reference runs in its own virtualenv (transformers 4.44), created on first use under
+benchmarks/.reference (about 1 GB).
 
-Usage: python benchmarks/encode_vs_reference.py [--short-pairs 600] [--long 60] [--repeats 3]
+Usage: python benchmarks/encode_vs_reference.py [--short-pairs 200] [--long 60] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -63,32 +66,59 @@ def reference_model_dir(source: Path, target: Path) -> Path:
     return target
 
 
-def corpora(short_pairs: int, long_paragraphs: int) -> tuple[dict[str, list[str]], list[float]]:
+STS_FILES = ("sts12", "sts13", "sts14")
+
+
+def corpora(short_pairs: int, long_paragraphs: int) -> tuple[dict[str, list[str]], dict[str, list[float]]]:
+    """Texts per corpus, and the gold scores of each STS file's pairs: the short corpus holds, per
+    file in order, the first sentences of its pairs, then the second ones."""
     from bivec.evaluation import read_sts_file
 
-    gold, first, second = read_sts_file(SHARED_DATA / "sts" / "sts12.tsv")
+    short, gold = [], {}
+    for name in STS_FILES:
+        scores, first, second = read_sts_file(SHARED_DATA / "sts" / f"{name}.tsv")
+        step = max(1, len(scores) // short_pairs)
+        picked = list(range(0, len(scores), step))[:short_pairs]
+        gold[name] = [scores[i] for i in picked]
+        short += [first[i] for i in picked] + [second[i] for i in picked]
     paragraphs = [
         line.strip() for line in (SHARED_DATA / "text" / "wikitext2_valid.txt").read_text().splitlines()
         if len(line.split()) > 60 and not line.strip().startswith("=")
     ]
-    short = first[:short_pairs] + second[:short_pairs]
-    return {"short": short, "long": paragraphs[:long_paragraphs]}, gold[:short_pairs]
+    return {"short": short, "long": paragraphs[:long_paragraphs]}, gold
 
 
-def linear_limit(config, dtype: torch.dtype, tokens: int = 2048, repeats: int = 3) -> float:
+def sts_spearman(vectors: np.ndarray, gold: dict[str, list[float]]) -> dict[str, float]:
+    from scipy.stats import spearmanr
+
+    out, start = {}, 0
+    for name, scores in gold.items():
+        n = len(scores)
+        out[name] = 100 * spearmanr(scores, cosine(vectors[start : start + n], vectors[start + n : start + 2 * n])).statistic
+        start += 2 * n
+    return out
+
+
+def linear_limit(config, dtype: torch.dtype | str, tokens: int = 2048, repeats: int = 3) -> float:
     """Tokens/s of the model's linear layers alone (7 shapes x layers) on one `tokens`-row batch."""
     h, i = config.hidden_size, config.intermediate_size
     kv = config.num_key_value_heads * (h // config.num_attention_heads)
     shapes = [(h, h), (kv, h), (kv, h), (h, h), (i, h), (i, h), (h, i)]
-    weights = [torch.randn(o, n, dtype=dtype) for o, n in shapes]
+    if dtype == "int8":
+        from bivec.precision import quantize_int8
+
+        layers = [quantize_int8(torch.nn.Sequential(torch.nn.Linear(n, o, bias=False)))[0] for o, n in shapes]
+        dtype = torch.float32  # dynamic quantisation takes float activations
+    else:
+        layers = [torch.nn.Linear(n, o, bias=False, dtype=dtype) for o, n in shapes]
     x = {n: torch.randn(tokens, n, dtype=dtype) for n in (h, i)}
     times = []
     with torch.inference_mode():
         for repeat in range(repeats + 1):
             start = time.perf_counter()
             for _ in range(config.num_hidden_layers):
-                for w in weights:
-                    torch.nn.functional.linear(x[w.shape[1]], w)
+                for (_, n), layer in zip(shapes, layers):
+                    layer(x[n])
             if repeat:  # the first pass warms up the kernels
                 times.append(time.perf_counter() - start)
     return tokens / statistics.median(times)
@@ -97,9 +127,14 @@ def linear_limit(config, dtype: torch.dtype, tokens: int = 2048, repeats: int = 
 def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: int, batch_size: int) -> None:
     from bivec import Encoder
 
+    before_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     encoder = Encoder.from_pretrained(model, dtype=dtype)
     texts = json.loads(Path(corpora_file).read_text())
-    arrays, report = {}, {"tokens": {}, "seconds": {}, "ids": {}}
+    weights = sum(t.numel() * t.element_size() for t in (*encoder.model.parameters(), *encoder.model.buffers()))
+    packed = [m for m in encoder.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    weights += sum(m.weight().numel() + 8 * m.weight().shape[0] for m in packed)  # int8 codes + per-channel scales
+    arrays, report = {}, {"tokens": {}, "seconds": {}, "ids": {}, "rss_before_load_mb": before_load, "weights_mb": weights / 2**20,
+                          "resolved": encoder.precision.dtype if encoder.precision else dtype}
     for name, items in texts.items():
         report["ids"][name] = [[t for t, m in zip(x.input_ids, x.pooling_mask) if m] for x in encoder.tokenize(items)]
         encoder.encode(items[:32], batch_size=batch_size)
@@ -126,11 +161,11 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--short-pairs", type=int, default=600, help="STS12 pairs (2 sentences each)")
+    parser.add_argument("--short-pairs", type=int, default=200, help="pairs per STS file (2 sentences each)")
     parser.add_argument("--long", type=int, default=60, help="WikiText-2 paragraphs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--bivec-dtypes", default="float32,bfloat16")
+    parser.add_argument("--bivec-dtypes", default="auto,float32,bfloat16,int8")
     parser.add_argument("--reference-dtypes", default="float32,bfloat16")
     parser.add_argument("--reference-venv", type=Path, default=HERE / ".reference")
     parser.add_argument("--worker", nargs=5, metavar=("DTYPE", "CORPORA", "OUT", "REPEATS", "BATCH"), help=argparse.SUPPRESS)
@@ -144,12 +179,11 @@ def main() -> None:
         bivec_worker(str(model_dir), dtype, corpora_file, out, int(repeats), int(batch))
         return
 
-    from scipy.stats import spearmanr
     from transformers import AutoConfig
 
     print(f"CPU: {cpu_description()}")
     config = AutoConfig.from_pretrained(model_dir)
-    limits = {d: linear_limit(config, getattr(torch, d)) for d in ("float32", "bfloat16")}
+    limits = {d: linear_limit(config, getattr(torch, d, d)) for d in ("float32", "bfloat16", "int8")}
     print("linear-layer limit (tokens/s, 2,048-token batch): " + ", ".join(f"{d} {v:.0f}" for d, v in limits.items()))
     texts, gold = corpora(args.short_pairs, args.long)
     work = Path(tempfile.mkdtemp(prefix="bivec-bench-"))
@@ -172,44 +206,54 @@ def main() -> None:
 
     loaded = {key: (np.load(path), json.loads(Path(path + ".json").read_text())) for key, path in results.items()}
     print()
-    print("| engine | dtype | corpus | texts | tokens | s (median) | texts/s | tokens/s | % of limit | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| engine | dtype | corpus | texts | tokens | s (median) | texts/s | tokens/s | % of limit | peak RSS MB | weights MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     speed = {}
     for (engine, dtype), (arrays, report) in loaded.items():
+        used = report.get("resolved", dtype)
+        label = f"auto -> {used}" if dtype == "auto" else dtype
         for name in texts:
             tokens = sum(min(len(ids), 512) for ids in report["ids"][name])
             seconds = report["seconds"][name]
             speed[(engine, dtype, name)] = tokens / seconds
-            print(f"| {engine} | {dtype} | {name} | {len(texts[name])} | {tokens} | {seconds:.2f} | "
-                  f"{len(texts[name]) / seconds:.1f} | {tokens / seconds:.0f} | {100 * tokens / seconds / limits[dtype]:.0f}% | "
-                  f"{report['peak_rss_mb']:.0f} |")
+            weights = f"{report['weights_mb']:.0f}" if "weights_mb" in report else ""
+            print(f"| {engine} | {label} | {name} | {len(texts[name])} | {tokens} | {seconds:.2f} | "
+                  f"{len(texts[name]) / seconds:.1f} | {tokens / seconds:.0f} | {100 * tokens / seconds / limits[used]:.0f}% | "
+                  f"{report['peak_rss_mb']:.0f} | {weights} |")
     print()
     for name in texts:
         for dtype in ref_dtypes:
             if ("bivec", dtype, name) in speed:
                 print(f"{name}: bivec / reference, {dtype}: {speed[('bivec', dtype, name)] / speed[('llm2vec 0.2.3', dtype, name)]:.2f}x")
-        if ref_dtypes and ("bivec", "float32", name) in speed:
+        if ref_dtypes and ("bivec", "auto", name) in speed:
             fastest = max(speed[("llm2vec 0.2.3", d, name)] for d in ref_dtypes)
-            print(f"{name}: bivec float32 (default on CPU) / reference's fastest: {speed[('bivec', 'float32', name)] / fastest:.2f}x")
+            print(f"{name}: bivec default (auto) / reference's fastest: {speed[('bivec', 'auto', name)] / fastest:.2f}x")
+    for (engine, dtype), (_, report) in loaded.items():
+        if "weights_mb" in report:
+            print(f"bivec {dtype}: peak RSS {report['peak_rss_mb']:.0f} MB = {report['rss_before_load_mb']:.0f} MB before "
+                  f"loading (Python, torch, transformers) + {report['weights_mb']:.0f} MB weights + "
+                  f"{report['peak_rss_mb'] - report['rss_before_load_mb'] - report['weights_mb']:.0f} MB for everything else")
 
     if ("bivec", "float32") not in loaded:
         return
     base, base_report = loaded[("bivec", "float32")]
-    n = len(gold)
+    base_rho = sts_spearman(base["short"], gold)
     print()
-    print("accuracy against bivec float32: per-text cosine, and STS12 Spearman x100 on the short corpus's pairs")
-    print("| engine | dtype | corpus | min cos | 1st pct cos | share >= 0.999 | STS12 Spearman | vs fp32 |")
-    print("|---|---|---|---|---|---|---|---|")
-    fp32_spearman = 100 * spearmanr(gold, cosine(base["short"][:n], base["short"][n:])).statistic
-    for (engine, dtype), (arrays, _) in loaded.items():
+    print("accuracy against bivec float32: per-text cosine, and Spearman x100 on each STS file's pairs (short corpus)")
+    print("| engine | dtype | corpus | min cos | 1st pct cos | share >= 0.99 | share >= 0.999 | " +
+          " | ".join(f"{n} (vs fp32)" for n in STS_FILES) + " |")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(STS_FILES))
+    for (engine, dtype), (arrays, report) in loaded.items():
+        label = f"auto -> {report['resolved']}" if dtype == "auto" else dtype
         for name in texts:
             cos = cosine(arrays[name], base[name])
-            line = f"| {engine} | {dtype} | {name} | {cos.min():.5f} | {np.percentile(cos, 1):.5f} | {100 * (cos >= 0.999).mean():.1f}% |"
+            line = (f"| {engine} | {label} | {name} | {cos.min():.5f} | {np.percentile(cos, 1):.5f} | "
+                    f"{100 * (cos >= 0.99).mean():.1f}% | {100 * (cos >= 0.999).mean():.1f}% |")
             if name == "short":
-                rho = 100 * spearmanr(gold, cosine(arrays[name][:n], arrays[name][n:])).statistic
-                line += f" {rho:.2f} | {rho - fp32_spearman:+.2f} |"
+                rho = sts_spearman(arrays[name], gold)
+                line += "".join(f" {rho[n]:.2f} ({rho[n] - base_rho[n]:+.2f}) |" for n in STS_FILES)
             else:
-                line += " | |"
+                line += " |" * len(STS_FILES)
             print(line)
     if ("llm2vec 0.2.3", "float32") in loaded:
         ref, ref_report = loaded[("llm2vec 0.2.3", "float32")]

@@ -31,7 +31,8 @@ from bivec.encoder import Tokenized
 from bivec.models import ensure_default_model, load_tokenizer, resolve_model_path
 from bivec.training import MNTPConfig, SimCSEConfig
 from bivec.training.contrastive import Embedder
-from bivec.training.loop import bf16_supported, make_accelerator, train_loop
+from bivec.precision import bf16_supported
+from bivec.training.loop import make_accelerator, train_loop
 from bivec.training.mntp import resolve_mask_token
 from bivec.training.stages import contrastive_model, contrastive_step_fn, mntp_model, mntp_step_fn
 
@@ -129,7 +130,7 @@ def main() -> None:
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     if "bf16" in precisions and not bf16_supported():
-        print("bf16 left out: this machine has no fast bf16 (bivec.training.loop.bf16_supported() is false)")
+        print("bf16 left out: this machine has no fast bf16 (bivec.precision.bf16_supported() is false)")
         precisions.remove("bf16")
     if args.threads:
         torch.set_num_threads(args.threads)

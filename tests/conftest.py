@@ -73,3 +73,19 @@ def tiny_model_dir(tmp_path_factory):
     tiny_model("llama", "sdpa").save_pretrained(path)
     tiny_tokenizer().save_pretrained(path)
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _precision_check_off(tmp_path_factory):
+    """dtype="auto" would otherwise time float32 against bfloat16 at every first load of a tiny
+    model (on CPUs with native bf16), and write its verdicts to the user's cache;
+    tests/test_precision.py turns the candidates back on where it tests the check. Yields the
+    real ``candidates``."""
+    from bivec import precision
+
+    cache = tmp_path_factory.mktemp("precision") / "precision.json"
+    real = precision.candidates
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(precision, "_cache_path", lambda: cache)
+        patch.setattr(precision, "candidates", lambda device: [])
+        yield real

@@ -7,6 +7,8 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from bivec.precision import DTYPE_HELP
+
 from bivec.export.cli import app as convert_app
 from bivec.serving.cli import SERVE_EXAMPLE, serve
 from bivec.corpus.cli import app as corpus_app
@@ -85,7 +87,7 @@ def encode(
     quantize: Annotated[Optional[str], typer.Option(help="int8 or binary codes, saved with their scale as .npz.")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per text; longer texts are cut. Default: the checkpoint's, else 512.")] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = 32,
-    dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help=DTYPE_HELP)] = "auto",
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights; they can run code.")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run code shipped with the model.")] = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar; default: on a terminal.")] = None,
@@ -148,27 +150,29 @@ def encode(
 
 @app.command(epilog="Example: bivec info ~/models/Mistral-7B-Instruct-v0.2")
 def info(model: Annotated[str | None, typer.Argument(help="Model directory; default: the embedded model.")] = None) -> None:
-    """Print a model's architecture, embedding size and whether it can be made bidirectional."""
-    from bivec.attention import BidirectionalError, make_bidirectional
+    """Print a model's architecture, embedding size, whether it can be made bidirectional and the
+    dtype that dtype="auto" picks on this machine (checked on first use, then cached)."""
+    from bivec.attention import BidirectionalError
     from bivec.encoder import Encoder
 
     try:
-        encoder = Encoder.from_pretrained(model, bidirectional=False)
+        try:
+            encoder = Encoder.from_pretrained(model)
+            bidirectional = "yes (checked on the loaded weights)"
+        except BidirectionalError as exc:
+            encoder = Encoder.from_pretrained(model, bidirectional=False)
+            bidirectional = f"no: {exc}"
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
-
-    try:
-        make_bidirectional(encoder.model)
-        bidirectional = "yes (checked on the loaded weights)"
-    except BidirectionalError as exc:
-        bidirectional = f"no: {exc}"
     config = encoder.model.config.get_text_config()
+    choice = encoder.precision
     rows = {
         "architecture": f"{type(encoder.model).__name__} ({config.model_type})",
         "layers": config.num_hidden_layers,
         "embedding dim": encoder.dim,
         "parameters": f"{sum(p.numel() for p in encoder.model.parameters()) / 1e6:.1f} M",
-        "dtype": str(encoder.model.dtype).removeprefix("torch."),
+        "dtype (auto)": choice.describe() if choice else str(encoder.model.dtype).removeprefix("torch."),
+        "machine": choice.machine if choice else "",
         "attention": encoder.model.config._attn_implementation,
         "chat template": "yes" if getattr(encoder.tokenizer, "chat_template", None) else "no",
         "pooling": encoder.pooling,

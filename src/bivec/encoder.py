@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from bivec import precision
 from bivec.attention import last_hidden_state, make_bidirectional
 from bivec.models.checkpoint import EncoderSettings, load_model, resolve_checkpoint
 from bivec.models.loading import load_tokenizer, resolve_device
@@ -95,6 +96,8 @@ class Encoder:
         self.chat_template = chat_template
         self.padding_side = padding_side
         self._template = self._template_parts()
+        # Set by from_pretrained(dtype="auto"): the dtype check's verdict.
+        self.precision: precision.PrecisionChoice | None = None
 
     @classmethod
     def from_pretrained(
@@ -105,7 +108,7 @@ class Encoder:
         bidirectional: bool = True,
         pooling: str | None = None,
         max_length: int | None = None,
-        dtype: str | torch.dtype | None = None,
+        dtype: str | torch.dtype | None = "auto",
         device: str | torch.device | None = None,
         attn_implementation: str | None = "sdpa",
         chat_template: bool | None = None,
@@ -119,6 +122,13 @@ class Encoder:
         ``bivec_config.json``, else mean and 512. Weights load from safetensors only unless
         ``allow_pickle``; code shipped with a model runs only with ``trust_remote_code``.
 
+        ``dtype="auto"`` picks the fastest dtype whose embeddings pass bivec's accuracy check
+        against float32 on this machine (see :mod:`bivec.precision`; measured once per machine and
+        model, then cached; the verdict is in ``encoder.precision``); ``None`` is float32 on the CPU
+        and bfloat16 on CUDA without a check; or name one: float32, bfloat16, float16, or ``int8``
+        (opt-in, CPU only: linear layers dynamically quantised; its accuracy is measured by
+        ``benchmarks/encode_vs_reference.py``).
+
         Example:
             >>> encoder = Encoder.from_pretrained("McGill-NLP/LLM2Vec-Mistral-7B-Instruct-v2-mntp",
             ...     adapters=["McGill-NLP/LLM2Vec-Mistral-7B-Instruct-v2-mntp-supervised"])  # doctest: +SKIP
@@ -130,11 +140,37 @@ class Encoder:
         pooling = check_pooling_mode(settings.pooling)
         device = resolve_device(device)
         tokenizer = load_tokenizer(checkpoint.tokenizer, trust_remote_code=trust_remote_code)
-        model = load_model(checkpoint, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                           allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-        if bidirectional:
-            make_bidirectional(model)
-        return cls(model, tokenizer, pooling=pooling, max_length=settings.max_length, chat_template=chat_template)
+
+        int8 = isinstance(dtype, str) and dtype.lower() == "int8"
+        if int8 and device.type != "cpu":
+            raise ValueError(f"dtype='int8' (dynamic quantisation) runs on the CPU only, not on {device}")
+
+        def build(dtype: str | torch.dtype | None) -> Encoder:
+            model = load_model(checkpoint, device=device, dtype=torch.float32 if int8 else dtype,
+                               attn_implementation=attn_implementation, allow_pickle=allow_pickle,
+                               trust_remote_code=trust_remote_code)
+            if bidirectional:
+                make_bidirectional(model)
+            if int8:
+                precision.quantize_int8(model)
+            return cls(model, tokenizer, pooling=pooling, max_length=settings.max_length, chat_template=chat_template)
+
+        if not (isinstance(dtype, str) and dtype.lower() == "auto"):
+            return build(dtype)
+        key = precision.cache_key({
+            "machine": precision.machine_description(device),
+            "model": precision.model_fingerprint([checkpoint.base, *checkpoint.adapters]),
+            "bidirectional": bidirectional, "pooling": pooling, "max_length": settings.max_length,
+            "attn_implementation": attn_implementation, "chat_template": chat_template,
+        })
+        choice = precision.load_cached(key)
+        if choice is not None:
+            encoder = build(choice.dtype)
+        else:
+            encoder, choice = precision.choose(build, device)
+            precision.store(key, choice)
+        encoder.precision = choice
+        return encoder
 
     @property
     def dim(self) -> int:

@@ -98,7 +98,7 @@ def test_stage_errors(tmp_path, tiny_model_dir, tiny_lm_dir, text_file):
 
 
 def test_bf16_autocast_on_cpu(tmp_path, tiny_lm_dir, text_file):
-    from bivec.training.loop import bf16_supported
+    from bivec.precision import bf16_supported
 
     log = train_mntp(_config("mntp", tiny_lm_dir, text_file, tmp_path / "bf16", precision="bf16", steps=2))
     assert log["mixed_precision"] == "bf16" and all(np.isfinite(h["loss"]) for h in log["history"])

@@ -25,7 +25,7 @@ def embed_corpus_command(
     max_length: Annotated[int, typer.Option(help="Tokens per text; longer texts are bad rows unless --truncate.")] = 512,
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut over-long texts instead of treating them as bad rows.")] = False,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the vectors.")] = False,
-    dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16; default: float32 on the CPU, bfloat16 on CUDA. Not auto: every worker must produce vectors in the same precision.")] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass at most.")] = 32,
     max_batch_tokens: Annotated[int, typer.Option(help="Padded tokens per forward pass at most.")] = 16384,
     shard_size: Annotated[int, typer.Option(help="Rows per output shard (the unit of resuming).")] = 10_000,

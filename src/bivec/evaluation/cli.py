@@ -10,6 +10,8 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from bivec.precision import DTYPE_HELP
+
 from bivec.evaluation.report import EvalResult, compare_markdown, compare_plot
 
 app = typer.Typer(help="Evaluate encoders: STS, MTEB, word-level probes; compare result files.",
@@ -18,7 +20,7 @@ app = typer.Typer(help="Evaluate encoders: STS, MTEB, word-level probes; compare
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Local model or checkpoint directory; default: the embedded model.")]
 Causal = Annotated[bool, typer.Option("--causal", help="Keep the model's causal attention.")]
 Pooling = Annotated[str, typer.Option(help="mean, weighted_mean, eos, last, bos or first.")]
-Dtype = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")]
+Dtype = Annotated[str, typer.Option(help=DTYPE_HELP)]
 MaxLength = Annotated[int, typer.Option(help="Tokens per text; longer texts are cut.")]
 BatchSize = Annotated[int, typer.Option(help="Texts per forward pass.")]
 Name = Annotated[Optional[str], typer.Option(help="Model label in tables and plots; default: model, attention, pooling.")]
@@ -64,7 +66,7 @@ def sts(
     split: Annotated[str, typer.Option(help="Split of --dataset.")] = "test",
     columns: Annotated[str, typer.Option(help="--dataset columns: sentence1,sentence2,score.")] = "sentence1,sentence2,score",
     instruction: Annotated[str, typer.Option(help="Instruction put before both sentences of every pair.")] = "",
-    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = None,
+    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = "auto",
     max_length: MaxLength = 512, batch_size: BatchSize = 32, name: Name = None, output: Output = None,
     markdown: Markdown = None,
 ) -> None:
@@ -103,7 +105,7 @@ def mteb(
     instructions: Annotated[Optional[Path], typer.Option(help="JSON file {task name: instruction}; default: each task's MTEB prompt.")] = None,
     no_instructions: Annotated[bool, typer.Option("--no-instructions", help="Encode every text without an instruction.")] = False,
     mteb_output: Annotated[Optional[Path], typer.Option(help="Folder for MTEB's own result files.")] = None,
-    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = None,
+    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = "auto",
     max_length: MaxLength = 512, batch_size: BatchSize = 32, name: Name = None, output: Output = None,
     markdown: Markdown = None,
 ) -> None:
@@ -148,7 +150,7 @@ def word(
     test_sentences: Annotated[Optional[int], typer.Option(help="Score on the first N sentences of --test only.")] = None,
     allow_unseen_tags: Annotated[bool, typer.Option("--allow-unseen-tags", help="Score test tags absent from --train as errors instead of failing.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Word-feature cache; default: bivec's cache directory.")] = None,
-    model: Model = None, causal: Causal = False, dtype: Dtype = None, max_length: MaxLength = 512,
+    model: Model = None, causal: Causal = False, dtype: Dtype = "auto", max_length: MaxLength = 512,
     batch_size: BatchSize = 32, name: Name = None, output: Output = None, markdown: Markdown = None,
 ) -> None:
     """Linear probes on frozen word representations: accuracy for POS, span F1 for chunking and NER.

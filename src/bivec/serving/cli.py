@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from bivec.precision import DTYPE_HELP
+
 SERVE_EXAMPLE = (
     "Example: bivec serve --port 8000 --api-key secret, then "
     "curl -H 'Authorization: Bearer secret' localhost:8000/v1/embeddings -d '{\"input\": \"a text\"}'"
@@ -35,7 +37,7 @@ def serve(
     max_length: Annotated[int, typer.Option(help="Tokens per input.")] = 512,
     truncate: Annotated[bool, typer.Option(help="Cut longer inputs (--no-truncate: answer them with 413).")] = True,
     normalize: Annotated[bool, typer.Option(help="Return unit-length vectors, as OpenAI does.")] = True,
-    dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help=DTYPE_HELP)] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads; on a busy shared CPU 1 can be much faster.")] = None,
     max_inputs: Annotated[int, typer.Option(help="Inputs per request.")] = 2048,
     max_batch_tokens: Annotated[int, typer.Option(help="Token budget of a batch.")] = 16384,

@@ -14,22 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bivec.precision import bf16_supported
 from bivec.training.config import TrainConfig
 
 StepFn = Callable[[nn.Module, int], tuple[float, int]]
 _CHECKPOINTS = "checkpoints"
-
-
-def bf16_supported() -> bool:
-    """bf16 on CUDA when the GPU has it; on the CPU when it has AVX512-BF16 or AMX (elsewhere
-    bf16 matmuls are emulated and far slower than fp32)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def make_accelerator(config: TrainConfig):

@@ -206,6 +206,8 @@ def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], st
 
     def batches(step: int) -> tuple[list[Tokenized], list[Tokenized], list[Tokenized]]:
         local = _local_rows(batch_indices(len(rows), config.batch_size, step, config.seed), accelerator)
+        # InfoNCE does not depend on row order; sorted rows make chunks of similar length (less padding).
+        local.sort(key=lambda i: len(queries[i].input_ids))
         return ([queries[i] for i in local], [documents[doc_start[i]] for i in local],
                 [documents[j] for i in local for j in range(doc_start[i] + 1, doc_start[i + 1])])
 

@@ -1,0 +1,252 @@
+"""Precision as a measured choice.
+
+``Encoder.from_pretrained(dtype="auto")`` (the default) encodes a calibration set shipped with
+bivec in float32 and in each faster candidate this machine runs natively (bfloat16 on CPUs with
+AVX512-BF16 or AMX; bfloat16 and float16 on CUDA), and keeps the fastest candidate whose
+embeddings stay close to float32: per-text cosine >= 0.99 for at least 99% of the texts, and STS
+Spearman on the calibration pairs within 0.3 points of float32's. Otherwise it stays in float32.
+The verdict is stored per machine, library versions and model, so the check runs once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from bivec.encoder import Encoder
+
+MIN_COSINE = 0.99
+MIN_SHARE = 0.99
+MAX_SPEARMAN_DROP = 0.3
+_CACHE_FILE = "precision.json"
+DTYPE_HELP = ("auto: the fastest dtype whose embeddings pass bivec's accuracy check against float32 on "
+              "this machine (checked once per model); or float32, bfloat16, float16.")
+
+
+def bf16_supported() -> bool:
+    """bf16 on CUDA when the GPU has it; on the CPU when it has AVX512-BF16 or AMX (elsewhere
+    bf16 matmuls are emulated and far slower than fp32)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return {flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description(device: torch.device) -> str:
+    """The hardware a precision verdict holds for: the GPU's name, or the CPU's model and the
+    instruction-set flags that decide its matmul speed."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    flags = sorted(f for f in _cpu_flags() if f in {"avx2", "avx512f", "avx512_bf16", "avx512_fp16"} or f.startswith("amx"))
+    return f"{_cpu_name()} [{' '.join(flags)}], {torch.get_num_threads()} threads"
+
+
+def candidates(device: torch.device) -> list[torch.dtype]:
+    """Dtypes worth trying on ``device``, fastest first; float32 is the fallback, not a candidate."""
+    if device.type == "cuda":
+        return ([torch.bfloat16] if torch.cuda.is_bf16_supported() else []) + [torch.float16]
+    if device.type == "cpu" and bf16_supported():
+        return [torch.bfloat16]
+    return []
+
+
+@dataclass
+class Trial:
+    """How one candidate dtype compared with float32 on the calibration set."""
+
+    dtype: str
+    passed: bool
+    min_cosine: float
+    share_close: float
+    spearman: float
+    spearman_float32: float
+    seconds: float
+    float32_seconds: float
+    reason: str = ""
+
+
+@dataclass
+class PrecisionChoice:
+    """The dtype ``auto`` settled on, with every trial behind it.
+
+    Example:
+        >>> encoder = Encoder.from_pretrained()  # doctest: +SKIP
+        >>> print(encoder.precision.describe())  # doctest: +SKIP
+        float32 (bfloat16 rejected: 97.2% of texts at cosine >= 0.99, needs 99%)
+    """
+
+    dtype: str
+    machine: str
+    trials: list[Trial] = field(default_factory=list)
+    cached: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        for t in self.trials:
+            verdict = "kept" if t.dtype == self.dtype else ("rejected: " + t.reason if not t.passed else "passed, slower")
+            parts.append(f"{t.dtype} {verdict}; min cosine {t.min_cosine:.4f}, {100 * t.share_close:.1f}% at >= "
+                         f"{MIN_COSINE}, Spearman {t.spearman:.2f} vs {t.spearman_float32:.2f}, "
+                         f"{t.float32_seconds / max(t.seconds, 1e-9):.2f}x float32 speed")
+        tried = "; ".join(parts) if parts else "no faster dtype runs natively here"
+        return f"{self.dtype} ({tried}){' [cached]' if self.cached else ''}"
+
+
+def calibration_set() -> tuple[list[str], list[tuple[float, int, int]]]:
+    """Texts (sentences of graded pairs, then paragraphs) and pairs (gold score, index, index)."""
+    data = resources.files("bivec") / "data"
+    texts: list[str] = []
+    pairs: list[tuple[float, int, int]] = []
+    for line in (data / "calibration_pairs.tsv").read_text(encoding="utf-8").splitlines():
+        score, first, second = line.split("\t")
+        pairs.append((float(score), len(texts), len(texts) + 1))
+        texts += [first, second]
+    texts += (data / "calibration_paragraphs.txt").read_text(encoding="utf-8").strip().split("\n\n")
+    return texts, pairs
+
+
+def _spearman(vectors: np.ndarray, pairs: list[tuple[float, int, int]]) -> float:
+    from scipy.stats import spearmanr
+
+    scores = [float(vectors[i] @ vectors[j]) for _, i, j in pairs]
+    return 100 * float(spearmanr([gold for gold, _, _ in pairs], scores).statistic)
+
+
+def judge(reference: np.ndarray, candidate: np.ndarray, pairs: list[tuple[float, int, int]]) -> dict:
+    """Compare unit-normalised embeddings of the same texts under the accuracy rule."""
+    cosines = np.sum(reference * candidate, axis=1)
+    share = float(np.mean(cosines >= MIN_COSINE))
+    spearman, spearman_ref = _spearman(candidate, pairs), _spearman(reference, pairs)
+    reasons = []
+    if share < MIN_SHARE:
+        reasons.append(f"{100 * share:.1f}% of texts at cosine >= {MIN_COSINE}, needs {100 * MIN_SHARE:.0f}%")
+    if spearman < spearman_ref - MAX_SPEARMAN_DROP:
+        reasons.append(f"Spearman {spearman:.2f} is more than {MAX_SPEARMAN_DROP} below float32's {spearman_ref:.2f}")
+    return {"passed": not reasons, "min_cosine": float(cosines.min()), "share_close": share,
+            "spearman": spearman, "spearman_float32": spearman_ref, "reason": "; ".join(reasons)}
+
+
+def _timed_encode(encoder: Encoder, texts: list[str]) -> tuple[np.ndarray, float]:
+    encoder.encode(texts[:8], normalize=True)  # first calls pay for kernel selection
+    start = time.perf_counter()
+    vectors = encoder.encode(texts, normalize=True)
+    return vectors, time.perf_counter() - start
+
+
+def choose(build: Callable[[torch.dtype], Encoder], device: torch.device) -> tuple[Encoder, PrecisionChoice]:
+    """Build the float32 encoder, try each candidate dtype against it, and return the encoder in
+    the fastest dtype that passes (``build(dtype)`` loads a fresh encoder in ``dtype``)."""
+    texts, pairs = calibration_set()
+    encoder = build(torch.float32)
+    choice = PrecisionChoice("float32", machine_description(device))
+    tried = candidates(device)
+    names = [str(d).removeprefix("torch.") for d in tried]
+    if not names:
+        return encoder, choice
+    print(f"bivec: checking {', '.join(names)} against float32 on this machine (once per model)", file=sys.stderr)
+    reference, reference_s = _timed_encode(encoder, texts)
+    best: tuple[float, torch.dtype] | None = None
+    for i, (dtype, name) in enumerate(zip(tried, names)):
+        if i:
+            encoder = build(torch.float32)  # the previous trial left the weights rounded
+        encoder.model.to(dtype)
+        vectors, seconds = _timed_encode(encoder, texts)
+        trial = Trial(dtype=name, seconds=seconds, float32_seconds=reference_s, **judge(reference, vectors, pairs))
+        choice.trials.append(trial)
+        if trial.passed and seconds < reference_s and (best is None or seconds < best[0]):
+            best = (seconds, dtype)
+    if best is not None:
+        choice.dtype = str(best[1]).removeprefix("torch.")
+    if best is None or best[1] != tried[-1]:
+        encoder = build(best[1] if best else torch.float32)
+    return encoder, choice
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Replace every linear layer by a dynamically quantised int8 one (weights int8 per channel,
+    activations quantised per batch), in place; CPU only."""
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch.ao's eager quantisation is deprecated in favour of the separate torchao package,
+        # but it still ships with torch and needs nothing else installed.
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+
+
+def cache_key(parts: dict) -> str:
+    """A stable key for a verdict: the model files, settings, machine and library versions."""
+    import transformers
+
+    blob = json.dumps(parts | {"torch": torch.__version__, "transformers": transformers.__version__}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def model_fingerprint(directories: list[Path]) -> list[tuple[str, int, int]]:
+    """Path, size and modification time of every weight and config file: a changed model is a
+    new model."""
+    out = []
+    for directory in directories:
+        for path in sorted(Path(directory).iterdir()):
+            if path.suffix in {".safetensors", ".bin", ".json"} and path.is_file():
+                stat = path.stat()
+                out.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+    return out
+
+
+def _cache_path() -> Path:
+    from bivec.models.default import cache_dir
+
+    return cache_dir() / _CACHE_FILE
+
+
+def load_cached(key: str) -> PrecisionChoice | None:
+    path = _cache_path()
+    try:
+        entry = json.loads(path.read_text())[key]
+    except (OSError, ValueError, KeyError):
+        return None
+    return PrecisionChoice(entry["dtype"], entry["machine"], [Trial(**t) for t in entry["trials"]], cached=True)
+
+
+def store(key: str, choice: PrecisionChoice) -> None:
+    path = _cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        entries = {}
+    entries[key] = {k: v for k, v in asdict(choice).items() if k != "cached"}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entries, indent=1))
+    tmp.replace(path)
