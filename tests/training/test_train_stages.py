@@ -149,3 +149,19 @@ def test_stage_builders_train_on_given_batches_with_or_without_checkpointing(tmp
     assert [h["loss"] for h in saving["history"]] == pytest.approx([h["loss"] for h in plain["history"]], rel=1e-6)
     for name, value in plain_weights.items():
         assert torch.allclose(value, saving_weights[name], atol=1e-6), name
+
+
+def test_mntp_with_a_new_mask_token_trains_and_loads(tmp_path, tiny_lm_dir, text_file):
+    from bivec.training.mntp import NEW_MASK_TOKEN
+
+    out = tmp_path / "mntp-new"
+    log = train_mntp(_config("mntp", tiny_lm_dir, text_file, out, mask_token="new", learning_rate=1e-2))
+    assert np.isfinite([h["loss"] for h in log["history"]]).all()
+    tokenizer = load_tokenizer(out)
+    assert tokenizer.mask_token == NEW_MASK_TOKEN
+    encoder = Encoder.from_pretrained(tiny_lm_dir, adapters=[out], dtype="float32")
+    plain = Encoder.from_pretrained(tiny_lm_dir, dtype="float32")
+    texts = ["a dog runs in the park", f"a dog {NEW_MASK_TOKEN} in the park"]
+    vectors = encoder.encode(texts)
+    assert vectors.shape == (2, plain.dim) and np.isfinite(vectors).all()
+    assert not np.allclose(vectors[0], plain.encode(texts[:1])[0]), "the adapter changed the model"
