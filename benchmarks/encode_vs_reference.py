@@ -99,7 +99,7 @@ def sts_spearman(vectors: np.ndarray, gold: dict[str, list[float]]) -> dict[str,
     return out
 
 
-def linear_limit(config, dtype: torch.dtype | str, tokens: int = 2048, repeats: int = 3) -> float:
+def linear_limit(config, dtype: str, tokens: int = 2048, repeats: int = 5) -> float:
     """Tokens/s of the model's linear layers alone (7 shapes x layers) on one `tokens`-row batch."""
     h, i = config.hidden_size, config.intermediate_size
     kv = config.num_key_value_heads * (h // config.num_attention_heads)
@@ -108,10 +108,11 @@ def linear_limit(config, dtype: torch.dtype | str, tokens: int = 2048, repeats: 
         from bivec.precision import quantize_int8
 
         layers = [quantize_int8(torch.nn.Sequential(torch.nn.Linear(n, o, bias=False)))[0] for o, n in shapes]
-        dtype = torch.float32  # dynamic quantisation takes float activations
+        activations = torch.float32  # dynamic quantisation takes float activations
     else:
-        layers = [torch.nn.Linear(n, o, bias=False, dtype=dtype) for o, n in shapes]
-    x = {n: torch.randn(tokens, n, dtype=dtype) for n in (h, i)}
+        activations = getattr(torch, dtype)
+        layers = [torch.nn.Linear(n, o, bias=False, dtype=activations) for o, n in shapes]
+    x = {n: torch.randn(tokens, n, dtype=activations) for n in (h, i)}
     times = []
     with torch.inference_mode():
         for repeat in range(repeats + 1):
@@ -183,7 +184,7 @@ def main() -> None:
 
     print(f"CPU: {cpu_description()}")
     config = AutoConfig.from_pretrained(model_dir)
-    limits = {d: linear_limit(config, getattr(torch, d, d)) for d in ("float32", "bfloat16", "int8")}
+    limits = {d: linear_limit(config, d) for d in ("float32", "bfloat16", "int8")}
     print("linear-layer limit (tokens/s, 2,048-token batch): " + ", ".join(f"{d} {v:.0f}" for d, v in limits.items()))
     texts, gold = corpora(args.short_pairs, args.long)
     work = Path(tempfile.mkdtemp(prefix="bivec-bench-"))

@@ -159,3 +159,13 @@ def test_architecture_that_cannot_be_bidirectional_is_refused(tiny_model_dir):
         Encoder.from_pretrained(tiny_model_dir, attn_implementation="bivec_test_always_causal")
     causal = Encoder.from_pretrained(tiny_model_dir, attn_implementation="bivec_test_always_causal", bidirectional=False)
     assert causal.encode("a dog").shape == (1, 32)
+
+
+def test_default_token_budget_suits_the_device(tiny_model_dir, monkeypatch):
+    encoder = Encoder.from_pretrained(tiny_model_dir)
+    seen = []
+    real = encoder._batches
+    monkeypatch.setattr(encoder, "_batches", lambda lengths, size, budget: seen.append(budget) or real(lengths, size, budget))
+    expected = encoder.encode(["a dog runs", "a cat sits on the mat"], max_batch_tokens=16384)
+    np.testing.assert_allclose(encoder.encode(["a dog runs", "a cat sits on the mat"]), expected, rtol=1e-5, atol=1e-6)
+    assert seen == [16384, 2048]

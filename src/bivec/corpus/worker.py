@@ -31,7 +31,7 @@ class EncoderSettings:
     normalize: bool = False
     truncate: bool = False
     batch_size: int = 32
-    max_batch_tokens: int = 16384
+    max_batch_tokens: int | None = None
 
     def check(self, *, load_model_here: bool) -> None:
         """Raise a ValueError naming the bad setting before any worker starts; the model path is
@@ -43,7 +43,7 @@ class EncoderSettings:
 
         check_pooling_mode(self.pooling)
         for name in ("max_length", "batch_size", "max_batch_tokens"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         resolve_dtype(self.dtype, torch.device("cpu"))
         if load_model_here:

@@ -185,7 +185,6 @@ class DynamicBatcher:
         return self.encoder.encode(
             items,
             batch_size=self.config.max_batch_size,
-            max_batch_tokens=self.config.max_batch_tokens,
             normalize=self.config.normalize,
             dimensions=dimensions,
             truncate=self.config.truncate,

@@ -40,7 +40,7 @@ def serve(
     dtype: Annotated[Optional[str], typer.Option(help=DTYPE_HELP)] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads; on a busy shared CPU 1 can be much faster.")] = None,
     max_inputs: Annotated[int, typer.Option(help="Inputs per request.")] = 2048,
-    max_batch_tokens: Annotated[int, typer.Option(help="Token budget of a batch.")] = 16384,
+    max_batch_tokens: Annotated[int, typer.Option(help="Tokens of the requests grouped into one batch; the encoder splits it into forward passes under its own budget.")] = 16384,
     max_batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = 64,
     max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = 5.0,
     max_queue: Annotated[int, typer.Option(help="Texts waiting; beyond it requests get 429.")] = 4096,
