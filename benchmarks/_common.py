@@ -19,3 +19,13 @@ def cpu_description() -> str:
         model, flags = "unknown CPU", []
     wanted = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16") or f.startswith("amx")]
     return f"{model}; flags: {' '.join(wanted) or 'none of avx2/avx512/amx'}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def memory_mb(field: str = "VmHWM") -> float:
+    """This process's peak (``VmHWM``) or current (``VmRSS``) resident memory in MB. Unlike
+    ``ru_maxrss``, which a child keeps from its parent across fork and exec, these start afresh
+    in each process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")

@@ -5,7 +5,6 @@ Invoked by encode_vs_reference.py; it must not import bivec (not installed there
 """
 
 import json
-import resource
 import statistics
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import memory_mb
 from llm2vec import LLM2Vec
 
 
@@ -34,7 +34,7 @@ def main() -> None:
             arrays[name] = l2v.encode(texts, batch_size=int(batch_size), show_progress_bar=False, convert_to_numpy=True)
             times.append(time.perf_counter() - start)
         report["seconds"][name] = statistics.median(times)
-    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["peak_rss_mb"] = memory_mb()
     np.savez(out, **arrays)
     Path(out + ".json").write_text(json.dumps(report))
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import SHARED_DATA, cpu_description
+from _common import SHARED_DATA, cpu_description, memory_mb
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = ["torch==2.13.0", "llm2vec==0.2.3", "transformers==4.44.2"]
@@ -129,7 +128,7 @@ def linear_limit(config, dtype: str, tokens: int = 2048, repeats: int = 5) -> fl
 def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: int, batch_size: int) -> None:
     from bivec import Encoder
 
-    before_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before_load = memory_mb("VmRSS")
     encoder = Encoder.from_pretrained(model, dtype=dtype)
     texts = json.loads(Path(corpora_file).read_text())
     weights = sum(t.numel() * t.element_size() for t in (*encoder.model.parameters(), *encoder.model.buffers()))
@@ -146,7 +145,7 @@ def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: i
             arrays[name] = encoder.encode(items, batch_size=batch_size)
             times.append(time.perf_counter() - start)
         report["seconds"][name] = statistics.median(times)
-    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["peak_rss_mb"] = memory_mb()
     np.savez(out, **arrays)
     Path(out + ".json").write_text(json.dumps(report))
 

@@ -17,21 +17,19 @@ from __future__ import annotations
 import argparse
 import itertools
 import multiprocessing
-import resource
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
-from _common import cpu_description
+from _common import cpu_description, memory_mb
 
 from bivec.encoder import Tokenized
 from bivec.models import ensure_default_model, load_tokenizer, resolve_model_path
+from bivec.precision import bf16_supported
 from bivec.training import MNTPConfig, SimCSEConfig
 from bivec.training.contrastive import Embedder
-from bivec.precision import bf16_supported
 from bivec.training.loop import make_accelerator, train_loop
 from bivec.training.mntp import resolve_mask_token
 from bivec.training.stages import contrastive_model, contrastive_step_fn, mntp_model, mntp_step_fn
@@ -69,11 +67,6 @@ def _simcse(config: SimCSEConfig):
 STAGES = {"mntp": (MNTPConfig, _mntp), "simcse": (SimCSEConfig, _simcse)}
 
 
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
 def measure(stage: str, *, model: str | None, precision: str, checkpointing: bool, batch: int, length: int,
             steps: int, threads: int | None = None) -> dict:
     """One table row: ``steps`` timed training steps after one warm-up, in this process."""
@@ -91,11 +84,11 @@ def measure(stage: str, *, model: str | None, precision: str, checkpointing: boo
     seconds = statistics.median(b - a for a, b in itertools.pairwise(stamps))
     tokens = log["tokens"] // log["steps"]
     return dict(zip(COLUMNS, [stage, precision, "on" if checkpointing else "off", batch, length, tokens,
-                              seconds, tokens / seconds, peak_rss_mb()]))
+                              seconds, tokens / seconds, memory_mb()]))
 
 
 def _in_fresh_process(**kwargs) -> dict:
-    # ru_maxrss never falls, so only a process that ran nothing else reports one row's peak.
+    # A peak never falls, so only a process that ran nothing else reports one row's peak.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         return pool.submit(measure, **kwargs).result()

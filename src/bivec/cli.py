@@ -7,12 +7,11 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
-from bivec.precision import DTYPE_HELP
-
-from bivec.export.cli import app as convert_app
-from bivec.serving.cli import SERVE_EXAMPLE, serve
 from bivec.corpus.cli import app as corpus_app
 from bivec.evaluation.cli import app as eval_app
+from bivec.export.cli import app as convert_app
+from bivec.precision import DTYPE_HELP
+from bivec.serving.cli import SERVE_EXAMPLE, serve
 from bivec.training.cli import app as train_app
 
 app = typer.Typer(

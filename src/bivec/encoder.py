@@ -163,6 +163,7 @@ class Encoder:
             return build(dtype)
         key = precision.cache_key({
             "machine": precision.machine_description(device),
+            "candidates": [str(d) for d in precision.candidates(device)],
             "model": precision.model_fingerprint([checkpoint.base, *checkpoint.adapters]),
             "bidirectional": bidirectional, "pooling": pooling, "max_length": settings.max_length,
             "attn_implementation": attn_implementation, "chat_template": chat_template,

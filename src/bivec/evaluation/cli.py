@@ -10,9 +10,8 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
-from bivec.precision import DTYPE_HELP
-
 from bivec.evaluation.report import EvalResult, compare_markdown, compare_plot
+from bivec.precision import DTYPE_HELP
 
 app = typer.Typer(help="Evaluate encoders: STS, MTEB, word-level probes; compare result files.",
                   no_args_is_help=True, add_completion=False)

@@ -48,6 +48,7 @@ def serve(
 ) -> None:
     """Serve the OpenAI embeddings API (POST /v1/embeddings) with dynamic batching; also
     GET /v1/models, /health and /metrics (Prometheus)."""
+    import torch
     import uvicorn
 
     from bivec.cli import _fail
@@ -55,8 +56,6 @@ def serve(
     from bivec.models.default import DEFAULT_MODEL_NAME
     from bivec.serving.app import create_app
     from bivec.serving.config import ServerConfig
-
-    import torch
 
     if threads is not None:
         if threads < 1:
