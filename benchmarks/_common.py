@@ -10,15 +10,18 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def cpu_description() -> str:
-    """CPU model, the SIMD/matrix flags that decide the fast dtype, and torch's thread count."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        model = next(line for line in lines if line.startswith("model name")).split(":", 1)[1].strip()
-        flags = next(line for line in lines if line.startswith("flags")).split(":", 1)[1].split()
-    except (OSError, StopIteration):
-        model, flags = "unknown CPU", []
-    wanted = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16") or f.startswith("amx")]
-    return f"{model}; flags: {' '.join(wanted) or 'none of avx2/avx512/amx'}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    """CPU model, the SIMD/matrix flags that decide the fast dtype, torch's thread count and version."""
+    from bivec.precision import machine_description  # imported here: the reference's worker has no bivec
+
+    return f"{machine_description(torch.device('cpu'))}; torch {torch.__version__}"
+
+
+def print_table(columns: list[str], rows: list[list]) -> None:
+    """Print a markdown table."""
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
 
 
 def memory_mb(field: str = "VmHWM") -> float:

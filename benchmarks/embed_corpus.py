@@ -18,6 +18,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from _common import print_table  # noqa: E402
+
 from bivec.corpus import CorpusConfig, EncoderSettings, RayOptions, embed_corpus, read_embeddings  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data"
@@ -69,10 +71,8 @@ def main() -> None:
         print(summary)
         rows.append((engine, args.workers if engine == "ray" else 1, summary.rows_this_run, seconds))
     print()
-    print("| engine | workers | rows | seconds (end to end) | rows/s |")
-    print("|---|---|---|---|---|")
-    for engine, workers, n, seconds in rows:
-        print(f"| {engine} | {workers} | {n} | {seconds:.1f} | {n / seconds:.1f} |")
+    print_table(["engine", "workers", "rows", "seconds (end to end)", "rows/s"],
+                [[engine, workers, n, f"{seconds:.1f}", f"{n / seconds:.1f}"] for engine, workers, n, seconds in rows])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import argparse
 import statistics
 import time
 
-from _common import SHARED_DATA, cpu_description
+from _common import SHARED_DATA, cpu_description, print_table
 
 from bivec import Encoder
 from bivec.evaluation import read_sts_file
@@ -43,10 +43,9 @@ def main() -> None:
         seconds = statistics.median(times)
         rows.append((dtype, len(texts), tokens, seconds))
     print()
-    print("| dtype | sentences | tokens | seconds (median) | sentences/s | tokens/s |")
-    print("|---|---|---|---|---|---|")
-    for dtype, n, tokens, seconds in rows:
-        print(f"| {dtype} | {n} | {tokens} | {seconds:.1f} | {n / seconds:.1f} | {tokens / seconds:.0f} |")
+    print_table(["dtype", "sentences", "tokens", "seconds (median)", "sentences/s", "tokens/s"],
+                [[dtype, n, tokens, f"{seconds:.1f}", f"{n / seconds:.1f}", f"{tokens / seconds:.0f}"]
+                 for dtype, n, tokens, seconds in rows])
 
 
 if __name__ == "__main__":

@@ -88,12 +88,12 @@ def corpora(short_pairs: int, long_paragraphs: int) -> tuple[dict[str, list[str]
 
 
 def sts_spearman(vectors: np.ndarray, gold: dict[str, list[float]]) -> dict[str, float]:
-    from scipy.stats import spearmanr
+    from bivec.evaluation import pair_correlations
 
     out, start = {}, 0
     for name, scores in gold.items():
         n = len(scores)
-        out[name] = 100 * spearmanr(scores, cosine(vectors[start : start + n], vectors[start + n : start + 2 * n])).statistic
+        out[name] = pair_correlations(scores, vectors[start : start + n], vectors[start + n : start + 2 * n])[0]
         start += 2 * n
     return out
 

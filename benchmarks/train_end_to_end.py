@@ -18,6 +18,7 @@ from bivec import Encoder, LLM2Vec
 from bivec.evaluation import evaluate_sts
 from bivec.models import ensure_default_model
 from bivec.training import MNTPConfig, SimCSEConfig, train_mntp, train_simcse
+from bivec.training.data import read_contrastive
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data"
 FILES = ["sts12.tsv", "sts13.tsv", "sts14.tsv", "sick_trial.tsv"]
@@ -39,11 +40,8 @@ def wiki_sentences(path: Path, min_words: int = 6, max_words: int = 40) -> list[
 
 def sick_sentences(path: Path) -> list[str]:
     """The distinct sentences of the SICK train pairs (queries and positives)."""
-    seen: dict[str, None] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        seen.update({row["query"]: None, row["positive"]: None})
-    return list(seen)
+    rows = read_contrastive([path])
+    return list(dict.fromkeys(text for row in rows for text in (row.query, row.positive)))
 
 
 def sts_subsets(out: Path, pairs: int) -> list[Path]:

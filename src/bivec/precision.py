@@ -10,6 +10,7 @@ The verdict is stored per machine, library versions and model, so the check runs
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -43,14 +44,16 @@ def bf16_supported() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
 
 
-def _cpu_flags() -> set[str]:
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return set()
-    return {flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+        return frozenset()
+    return frozenset(flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[1].split())
 
 
+@functools.cache
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -134,10 +137,10 @@ def calibration_set() -> tuple[list[str], list[tuple[float, int, int]]]:
 
 
 def _spearman(vectors: np.ndarray, pairs: list[tuple[float, int, int]]) -> float:
-    from scipy.stats import spearmanr
+    from bivec.evaluation.sts import pair_correlations
 
-    scores = [float(vectors[i] @ vectors[j]) for _, i, j in pairs]
-    return 100 * float(spearmanr([gold for gold, _, _ in pairs], scores).statistic)
+    gold, first, second = zip(*pairs)
+    return pair_correlations(gold, vectors[list(first)], vectors[list(second)])[0]
 
 
 def judge(reference: np.ndarray, candidate: np.ndarray, pairs: list[tuple[float, int, int]]) -> dict:

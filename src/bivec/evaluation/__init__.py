@@ -3,7 +3,14 @@ heavy), word-level probes, and result reports."""
 
 from bivec.evaluation.probes import ProbeConfig, ProbeResult, evaluate_word_task, read_conll
 from bivec.evaluation.report import EvalResult, compare_markdown, compare_plot
-from bivec.evaluation.sts import STSResult, evaluate_pairs, evaluate_sts, read_sts_dataset, read_sts_file
+from bivec.evaluation.sts import (
+    STSResult,
+    evaluate_pairs,
+    evaluate_sts,
+    pair_correlations,
+    read_sts_dataset,
+    read_sts_file,
+)
 
 __all__ = [
     "EvalResult",
@@ -15,6 +22,7 @@ __all__ = [
     "evaluate_pairs",
     "evaluate_sts",
     "evaluate_word_task",
+    "pair_correlations",
     "read_conll",
     "read_sts_dataset",
     "read_sts_file",

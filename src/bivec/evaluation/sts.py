@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,27 +108,29 @@ def read_sts_dataset(
     return scores, first, second
 
 
+def pair_correlations(scores: Sequence[float], first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
+    """Spearman and Pearson (x100) of the cosine of each row pair (``first[i]``, ``second[i]``)
+    against ``scores``."""
+    from scipy.stats import pearsonr, spearmanr
+
+    cosine = np.sum(first * second, axis=1) / np.linalg.norm(first, axis=1) / np.linalg.norm(second, axis=1)
+    return 100 * float(spearmanr(scores, cosine).statistic), 100 * float(pearsonr(scores, cosine).statistic)
+
+
 def evaluate_pairs(
     encoder, scores: list[float], first: list[str], second: list[str], *, name: str, instruction: str = "",
     batch_size: int = 32,
 ) -> STSResult:
     """Spearman and Pearson (x100) of the cosine of each pair's embeddings against ``scores``;
     ``instruction`` goes before both sentences of a pair (STS is symmetric)."""
-    from scipy.stats import pearsonr, spearmanr
-
     if not len(scores) == len(first) == len(second) or not scores:
         raise ValueError(f"{name}: need as many scores as sentence pairs, at least one (got {len(scores)} scores, "
                          f"{len(first)} first and {len(second)} second sentences)")
     sentences = first + second
     vectors = encoder.encode([[instruction, s] for s in sentences] if instruction else sentences,
                              batch_size=batch_size, normalize=True)
-    cosine = np.sum(vectors[: len(first)] * vectors[len(first):], axis=1)
-    return STSResult(
-        name=name,
-        pairs=len(scores),
-        spearman=100 * float(spearmanr(scores, cosine).statistic),
-        pearson=100 * float(pearsonr(scores, cosine).statistic),
-    )
+    spearman, pearson = pair_correlations(scores, vectors[: len(first)], vectors[len(first):])
+    return STSResult(name=name, pairs=len(scores), spearman=spearman, pearson=pearson)
 
 
 def evaluate_sts(encoder, path: str | Path, *, instruction: str = "", batch_size: int = 32) -> STSResult:

@@ -4,7 +4,7 @@ contrastive training. Bad input raises a ValueError naming the file and line (or
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -64,12 +64,16 @@ def read_documents(sources: Sequence[DataSource]) -> list[str]:
                     raise ValueError(f"{path}: the file holds no text")
                 documents.extend(found)
         else:
-            for where, row in _dataset_rows(source):
-                text = row.get("text")
-                if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"{where}: missing or empty 'text' field")
-                documents.append(text)
+            documents.extend(_dataset_texts(source))
     return documents
+
+
+def _dataset_texts(source) -> Iterator[str]:
+    for where, row in _dataset_rows(source):
+        text = row.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{where}: missing or empty 'text' field")
+        yield text
 
 
 def read_sentences(sources: Sequence[DataSource]) -> list[str]:
@@ -89,11 +93,7 @@ def read_sentences(sources: Sequence[DataSource]) -> list[str]:
                 if len(sentences) == start:
                     raise ValueError(f"{path}: the file is empty")
         else:
-            for where, row in _dataset_rows(source):
-                text = row.get("text")
-                if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"{where}: missing or empty 'text' field")
-                sentences.append(text)
+            sentences.extend(_dataset_texts(source))
     return sentences
 
 
