@@ -106,3 +106,14 @@ def test_serve_bad_options(tiny_model_dir):
         port = taken.getsockname()[1]
         result = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", str(port)])
     assert result.exit_code == 2 and f"--host 127.0.0.1 --port {port}: cannot listen there" in result.output
+
+
+def test_encode_rejects_an_unknown_dtype(tiny_model_dir):
+    result = runner.invoke(app, ["encode", "a dog", "-m", str(tiny_model_dir), "--dtype", "float64"])
+    assert result.exit_code == 2 and "unknown dtype 'float64'; choose one of" in result.output
+
+
+def test_info_prints_the_auto_dtype_verdict(tiny_model_dir):
+    result = runner.invoke(app, ["info", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert "dtype (auto): float32 (no faster dtype runs natively here)" in result.output
