@@ -5,7 +5,7 @@ sentences of evenly spaced STS12, STS13 and STS14 pairs; "long": WikiText-2 para
 tokens), peak RSS against the weights' size, and accuracy of every mode against bivec float32
 (per-text cosine; Spearman on each STS file's pairs). bivec modes: ``auto`` (the default: the
 dtype its accuracy check picks on this machine), float32, bfloat16 and int8 (dynamic
-quantisation). Each engine and dtype runs in its own process so peak RSS is its own. The
+quantisation); ``+compile`` adds ``compile=True`` (its one-off cost is in the load time). Each engine and dtype runs in its own process so peak RSS is its own. The
 reference runs in its own virtualenv (transformers 4.44), created on first use under
 benchmarks/.reference (about 1 GB).
 
@@ -129,13 +129,16 @@ def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: i
     from bivec import Encoder
 
     before_load = memory_mb("VmRSS")
-    encoder = Encoder.from_pretrained(model, dtype=dtype)
+    base, _, option = dtype.partition("+")
+    start = time.perf_counter()
+    encoder = Encoder.from_pretrained(model, dtype=base, compile=option == "compile")
+    load_seconds = time.perf_counter() - start
     texts = json.loads(Path(corpora_file).read_text())
     weights = sum(t.numel() * t.element_size() for t in (*encoder.model.parameters(), *encoder.model.buffers()))
     packed = [m for m in encoder.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     weights += sum(m.weight().numel() + 8 * m.weight().shape[0] for m in packed)  # int8 codes + per-channel scales
     arrays, report = {}, {"tokens": {}, "seconds": {}, "ids": {}, "rss_before_load_mb": before_load, "weights_mb": weights / 2**20,
-                          "resolved": encoder.precision.dtype if encoder.precision else dtype}
+                          "resolved": encoder.precision.dtype if encoder.precision else base, "load_seconds": load_seconds}
     for name, items in texts.items():
         report["ids"][name] = [[t for t, m in zip(x.input_ids, x.pooling_mask) if m] for x in encoder.tokenize(items)]
         encoder.encode(items[:32], batch_size=batch_size)
@@ -166,7 +169,7 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=60, help="WikiText-2 paragraphs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--bivec-dtypes", default="auto,float32,bfloat16,int8")
+    parser.add_argument("--bivec-dtypes", default="auto,float32,float32+compile,bfloat16,bfloat16+compile,int8")
     parser.add_argument("--reference-dtypes", default="float32,bfloat16")
     parser.add_argument("--reference-venv", type=Path, default=HERE / ".reference")
     parser.add_argument("--worker", nargs=5, metavar=("DTYPE", "CORPORA", "OUT", "REPEATS", "BATCH"), help=argparse.SUPPRESS)
@@ -207,8 +210,8 @@ def main() -> None:
 
     loaded = {key: (np.load(path), json.loads(Path(path + ".json").read_text())) for key, path in results.items()}
     print()
-    print("| engine | dtype | corpus | texts | tokens | s (median) | texts/s | tokens/s | % of limit | peak RSS MB | weights MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| engine | dtype | corpus | texts | tokens | s (median) | texts/s | tokens/s | % of limit | peak RSS MB | weights MB | load s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     speed = {}
     for (engine, dtype), (arrays, report) in loaded.items():
         used = report.get("resolved", dtype)
@@ -218,14 +221,16 @@ def main() -> None:
             seconds = report["seconds"][name]
             speed[(engine, dtype, name)] = tokens / seconds
             weights = f"{report['weights_mb']:.0f}" if "weights_mb" in report else ""
+            load = f"{report['load_seconds']:.1f}" if "load_seconds" in report else ""
             print(f"| {engine} | {label} | {name} | {len(texts[name])} | {tokens} | {seconds:.2f} | "
                   f"{len(texts[name]) / seconds:.1f} | {tokens / seconds:.0f} | {100 * tokens / seconds / limits[used]:.0f}% | "
-                  f"{report['peak_rss_mb']:.0f} | {weights} |")
+                  f"{report['peak_rss_mb']:.0f} | {weights} | {load} |")
     print()
     for name in texts:
-        for dtype in ref_dtypes:
-            if ("bivec", dtype, name) in speed:
-                print(f"{name}: bivec / reference, {dtype}: {speed[('bivec', dtype, name)] / speed[('llm2vec 0.2.3', dtype, name)]:.2f}x")
+        for engine, mode, corpus in speed:
+            if engine == "bivec" and corpus == name and mode.partition("+")[0] in ref_dtypes:
+                reference = speed[("llm2vec 0.2.3", mode.partition("+")[0], name)]
+                print(f"{name}: bivec {mode} / reference {mode.partition('+')[0]}: {speed[('bivec', mode, name)] / reference:.2f}x")
         if ref_dtypes and ("bivec", "auto", name) in speed:
             fastest = max(speed[("llm2vec 0.2.3", d, name)] for d in ref_dtypes)
             print(f"{name}: bivec default (auto) / reference's fastest: {speed[('bivec', 'auto', name)] / fastest:.2f}x")

@@ -117,3 +117,19 @@ def test_info_prints_the_auto_dtype_verdict(tiny_model_dir):
     result = runner.invoke(app, ["info", str(tiny_model_dir)])
     assert result.exit_code == 0, result.output
     assert "dtype (auto): float32 (no faster dtype runs natively here)" in result.output
+
+
+def test_encode_compile_saves_the_same_vectors_and_reports_a_failed_compile(tiny_model_dir, tmp_path, monkeypatch):
+    eager, compiled = tmp_path / "eager.npy", tmp_path / "compiled.npy"
+    texts = ["a dog runs", "the cat sits on the mat", "a"]
+    assert runner.invoke(app, ["encode", *texts, "-m", str(tiny_model_dir), "-o", str(eager)]).exit_code == 0
+    result = runner.invoke(app, ["encode", *texts, "-m", str(tiny_model_dir), "-o", str(compiled), "--compile"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(compiled), np.load(eager), rtol=1e-4, atol=1e-5)
+
+    def fail(self):
+        raise RuntimeError("torch.compile could not build this model on cpu (OSError: no C++ compiler)")
+
+    monkeypatch.setattr("bivec.encoder.Encoder.compile", fail)
+    result = runner.invoke(app, ["encode", "a dog", "-m", str(tiny_model_dir), "--compile"])
+    assert result.exit_code == 2 and "no C++ compiler" in result.output

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from conftest import tiny_model, tiny_tokenizer
 
 from bivec import BidirectionalError, Encoder
@@ -169,3 +170,35 @@ def test_default_token_budget_suits_the_device(tiny_model_dir, monkeypatch):
     expected = encoder.encode(["a dog runs", "a cat sits on the mat"], max_batch_tokens=16384)
     np.testing.assert_allclose(encoder.encode(["a dog runs", "a cat sits on the mat"]), expected, rtol=1e-5, atol=1e-6)
     assert seen == [16384, 2048]
+
+
+def test_compile_gives_the_same_embeddings_for_every_batch_shape(tiny_model_dir, encoder):
+    texts = ["a man plays a guitar", "a dog", "the cat sits on the mat today", "someone is playing music", "a"]
+    expected = encoder.encode(texts)
+    compiled = Encoder.from_pretrained(tiny_model_dir, compile=True)
+    assert isinstance(compiled.model.layers[0], torch._dynamo.eval_frame.OptimizedModule)
+    assert compiled.compile() is compiled  # compiling twice is a no-op
+    for batch_size in (1, 2, 5):
+        np.testing.assert_allclose(compiled.encode(texts, batch_size=batch_size), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_failure_is_a_clear_error_and_leaves_the_model_usable(tiny_model_dir, monkeypatch):
+    encoder = Encoder.from_pretrained(tiny_model_dir)
+    eager = encoder.model
+    monkeypatch.setattr("accelerate.utils.compile_regions", lambda module, **kwargs: _Broken(module))
+    with pytest.raises(RuntimeError, match=r"torch.compile could not build this model on cpu \(OSError: no C\+\+ compiler\)"):
+        encoder.compile()
+    assert encoder.model is eager
+    assert encoder.encode(["a dog"]).shape == (1, 32)
+
+
+class _Broken(torch.nn.Module):
+    """Stands for a compiled model whose first call fails, as a missing compiler does."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    def forward(self, *args, **kwargs):
+        raise OSError("no C++ compiler")

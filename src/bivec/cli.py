@@ -10,7 +10,7 @@ import typer
 from bivec.corpus.cli import app as corpus_app
 from bivec.evaluation.cli import app as eval_app
 from bivec.export.cli import app as convert_app
-from bivec.precision import DTYPE_HELP
+from bivec.precision import COMPILE_HELP, DTYPE_HELP
 from bivec.serving.cli import SERVE_EXAMPLE, serve
 from bivec.training.cli import app as train_app
 
@@ -87,6 +87,7 @@ def encode(
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per text; longer texts are cut. Default: the checkpoint's, else 512.")] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = 32,
     dtype: Annotated[Optional[str], typer.Option(help=DTYPE_HELP)] = "auto",
+    compile: Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)] = False,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights; they can run code.")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run code shipped with the model.")] = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar; default: on a terminal.")] = None,
@@ -118,11 +119,11 @@ def encode(
     try:
         encoder = Encoder.from_pretrained(
             model, adapters=adapter or [], bidirectional=not causal, pooling=pooling, max_length=max_length,
-            dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+            dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, compile=compile,
         )
         vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize,
                                  dimensions=dimensions, batch_size=batch_size, show_progress=progress)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc)
     codes = quantize_vectors(vectors, quantize) if quantize else None
     if output is not None:

@@ -118,6 +118,7 @@ class Encoder:
         chat_template: bool | None = None,
         allow_pickle: bool = False,
         trust_remote_code: bool = False,
+        compile: bool = False,
     ) -> Encoder:
         """Load a local model directory (``None``: the embedded default model), or a published
         LLM2Vec directory whose MNTP adapter names its base, then merge ``adapters`` in order.
@@ -131,7 +132,8 @@ class Encoder:
         model, then cached; the verdict is in ``encoder.precision``); ``None`` is float32 on the CPU
         and bfloat16 on CUDA without a check; or name one: float32, bfloat16, float16, or ``int8``
         (opt-in, CPU only: linear layers dynamically quantised; its accuracy is measured by
-        ``benchmarks/encode_vs_reference.py``).
+        ``benchmarks/encode_vs_reference.py``). ``compile=True`` runs :meth:`compile` (after the
+        dtype check, which runs uncompiled).
 
         Example:
             >>> encoder = Encoder.from_pretrained("McGill-NLP/LLM2Vec-Mistral-7B-Instruct-v2-mntp",
@@ -160,7 +162,8 @@ class Encoder:
             return cls(model, tokenizer, pooling=pooling, max_length=settings.max_length, chat_template=chat_template)
 
         if not (isinstance(dtype, str) and dtype.lower() == "auto"):
-            return build(dtype)
+            encoder = build(dtype)
+            return encoder.compile() if compile else encoder
         key = precision.cache_key({
             "machine": precision.machine_description(device),
             "candidates": [str(d) for d in precision.candidates(device)],
@@ -175,7 +178,40 @@ class Encoder:
             encoder, choice = precision.choose(build, device)
             precision.store(key, choice)
         encoder.precision = choice
-        return encoder
+        return encoder.compile() if compile else encoder
+
+    def compile(self) -> Encoder:
+        """Compile the model with ``torch.compile`` and warm it up; returns the encoder.
+
+        Only the repeated blocks are compiled (accelerate's regional compilation: one block's code
+        serves every layer), with dynamic shapes, so it costs seconds rather than minutes, once per
+        process, and batches of any shape reuse it. Fusing the element-wise work between the
+        matrix products is what it buys: ``benchmarks/encode_ablation.py`` measures the gain. The
+        warm-up encodes a few texts so that a missing C++ compiler or an unsupported model fails
+        here, with the model left uncompiled, instead of on the first real batch.
+
+        Example:
+            >>> encoder = Encoder.from_pretrained().compile()  # doctest: +SKIP
+        """
+        from accelerate.utils import compile_regions
+
+        if getattr(self.model, "_bivec_compiled", False):
+            return self
+        eager = self.model
+        self.model = compile_regions(eager, dynamic=True)
+        try:
+            # One batch of one text, one without padding and one with: each is a graph of its own.
+            for texts in (["warm up"], ["warm up", "warm up"], ["warm", "warm up the compiled model"]):
+                self.encode(texts, show_progress=False)
+        except Exception as exc:
+            self.model = eager
+            raise RuntimeError(
+                f"torch.compile could not build this model on {self.device} ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no message'}); encode without "
+                "compile (on the CPU it needs a working C++ compiler)"
+            ) from exc
+        self.model._bivec_compiled = True
+        return self
 
     @property
     def dim(self) -> int:

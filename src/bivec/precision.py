@@ -34,6 +34,8 @@ MAX_SPEARMAN_DROP = 0.3
 _CACHE_FILE = "precision.json"
 DTYPE_HELP = ("auto: the fastest dtype whose embeddings pass bivec's accuracy check against float32 on "
               "this machine (checked once per model); or float32, bfloat16, float16.")
+COMPILE_HELP = ("torch.compile the model's layers at load (seconds, once per process): faster encoding for "
+                "long jobs; needs a C++ compiler on the CPU.")
 
 
 def bf16_supported() -> bool:

@@ -187,6 +187,10 @@ def test_other_settings_on_an_existing_output_are_refused(tiny_model_dir, tmp_pa
     embed_corpus(path, tmp_path / "out", config(tiny_model_dir))
     with pytest.raises(CorpusError, match=r"holds a run with other settings \(encoder: .*'pooling': 'mean'.*; use a new output"):
         embed_corpus(path, tmp_path / "out", config(tiny_model_dir, encoder={"pooling": "eos"}))
+    # Settings that change only the speed do not change the vectors' identity.
+    speed_only = {"batch_size": 7, "max_batch_tokens": 64, "compile": True}
+    summary = embed_corpus(path, tmp_path / "out", config(tiny_model_dir, encoder=speed_only))
+    assert (summary.rows, summary.resumed_shards, summary.rows_this_run) == (1, 1, 0)
 
 
 _KILL_SCRIPT = """

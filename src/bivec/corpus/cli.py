@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from bivec.precision import COMPILE_HELP
+
 app = typer.Typer()
 
 _EXAMPLE = (
@@ -26,6 +28,7 @@ def embed_corpus_command(
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut over-long texts instead of treating them as bad rows.")] = False,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the vectors.")] = False,
     dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16; default: float32 on the CPU, bfloat16 on CUDA. Not auto: every worker must produce vectors in the same precision.")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)] = False,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass at most.")] = 32,
     max_batch_tokens: Annotated[Optional[int], typer.Option(help="Padded tokens per forward pass at most; default: 2048 on the CPU, 16384 on a GPU.")] = None,
     shard_size: Annotated[int, typer.Option(help="Rows per output shard (the unit of resuming).")] = 10_000,
@@ -45,7 +48,8 @@ def embed_corpus_command(
     config = CorpusConfig(
         columns=Columns(text=text_column, id=id_column, instruction=instruction_column),
         encoder=EncoderSettings(model=model, pooling=pooling, max_length=max_length, dtype=dtype, normalize=normalize,
-                                truncate=truncate, batch_size=batch_size, max_batch_tokens=max_batch_tokens),
+                                truncate=truncate, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                                compile=compile),
         shard_size=shard_size,
         block_rows=block_rows,
         on_error=on_error,

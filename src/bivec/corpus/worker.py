@@ -32,6 +32,7 @@ class EncoderSettings:
     truncate: bool = False
     batch_size: int = 32
     max_batch_tokens: int | None = None
+    compile: bool = False
 
     def check(self, *, load_model_here: bool) -> None:
         """Raise a ValueError naming the bad setting before any worker starts; the model path is
@@ -53,7 +54,7 @@ class EncoderSettings:
         """The settings that decide the vectors; recorded in the manifest and in shard names."""
         model = f"bivec default: {DEFAULT_MODEL_NAME}" if self.model is None else str(Path(self.model).expanduser().resolve())
         fields = asdict(self)
-        for speed_only in ("batch_size", "max_batch_tokens"):
+        for speed_only in ("batch_size", "max_batch_tokens", "compile"):
             fields.pop(speed_only)
         return {**fields, "model": model}
 
@@ -76,7 +77,8 @@ class BlockEncoder:
 
         self.settings = settings
         self.encoder = Encoder.from_pretrained(
-            settings.model, pooling=settings.pooling, max_length=settings.max_length, dtype=settings.dtype
+            settings.model, pooling=settings.pooling, max_length=settings.max_length, dtype=settings.dtype,
+            compile=settings.compile,
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:

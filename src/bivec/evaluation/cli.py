@@ -11,7 +11,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 
 from bivec.evaluation.report import EvalResult, compare_markdown, compare_plot
-from bivec.precision import DTYPE_HELP
+from bivec.precision import COMPILE_HELP, DTYPE_HELP
 
 app = typer.Typer(help="Evaluate encoders: STS, MTEB, word-level probes; compare result files.",
                   no_args_is_help=True, add_completion=False)
@@ -20,6 +20,7 @@ Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Local model
 Causal = Annotated[bool, typer.Option("--causal", help="Keep the model's causal attention.")]
 Pooling = Annotated[str, typer.Option(help="mean, weighted_mean, eos, last, bos or first.")]
 Dtype = Annotated[str, typer.Option(help=DTYPE_HELP)]
+Compile = Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)]
 MaxLength = Annotated[int, typer.Option(help="Tokens per text; longer texts are cut.")]
 BatchSize = Annotated[int, typer.Option(help="Texts per forward pass.")]
 Name = Annotated[Optional[str], typer.Option(help="Model label in tables and plots; default: model, attention, pooling.")]
@@ -38,12 +39,13 @@ def _label(name: str | None, model: str | None, causal: bool, pooling: str) -> s
     return f"{Path(model).name if model else 'default'}-{'causal' if causal else 'bidirectional'}-{pooling}"
 
 
-def _encoder(model: str | None, causal: bool, pooling: str, dtype: str | None, max_length: int):
+def _encoder(model: str | None, causal: bool, pooling: str, dtype: str | None, max_length: int, compile: bool):
     from bivec.encoder import Encoder
 
     try:
-        return Encoder.from_pretrained(model, bidirectional=not causal, pooling=pooling, dtype=dtype, max_length=max_length)
-    except (ValueError, FileNotFoundError) as exc:
+        return Encoder.from_pretrained(model, bidirectional=not causal, pooling=pooling, dtype=dtype, max_length=max_length,
+                                       compile=compile)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc)
 
 
@@ -65,7 +67,7 @@ def sts(
     split: Annotated[str, typer.Option(help="Split of --dataset.")] = "test",
     columns: Annotated[str, typer.Option(help="--dataset columns: sentence1,sentence2,score.")] = "sentence1,sentence2,score",
     instruction: Annotated[str, typer.Option(help="Instruction put before both sentences of every pair.")] = "",
-    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = "auto",
+    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = "auto", compile: Compile = False,
     max_length: MaxLength = 512, batch_size: BatchSize = 32, name: Name = None, output: Output = None,
     markdown: Markdown = None,
 ) -> None:
@@ -84,7 +86,7 @@ def sts(
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
     start = time.perf_counter()
-    encoder = _encoder(model, causal, pooling, dtype, max_length)
+    encoder = _encoder(model, causal, pooling, dtype, max_length, compile)
     scores = {}
     for label, (gold, first, second) in sources:
         began = time.perf_counter()
@@ -104,7 +106,7 @@ def mteb(
     instructions: Annotated[Optional[Path], typer.Option(help="JSON file {task name: instruction}; default: each task's MTEB prompt.")] = None,
     no_instructions: Annotated[bool, typer.Option("--no-instructions", help="Encode every text without an instruction.")] = False,
     mteb_output: Annotated[Optional[Path], typer.Option(help="Folder for MTEB's own result files.")] = None,
-    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = "auto",
+    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = "auto", compile: Compile = False,
     max_length: MaxLength = 512, batch_size: BatchSize = 32, name: Name = None, output: Output = None,
     markdown: Markdown = None,
 ) -> None:
@@ -128,7 +130,7 @@ def mteb(
         _fail(exc)
     start = time.perf_counter()
     label = _label(name, model, causal, pooling)
-    wrapper = MTEBEncoder(_encoder(model, causal, pooling, dtype, max_length), name=label, instructions=mapping,
+    wrapper = MTEBEncoder(_encoder(model, causal, pooling, dtype, max_length, compile), name=label, instructions=mapping,
                           use_instructions=not no_instructions)
     scores = run_mteb(wrapper, loaded, batch_size=batch_size, output_dir=mteb_output)
     settings = dict(model=model, causal=causal, pooling=pooling, instructions=not no_instructions, tasks=list(scores))
@@ -149,7 +151,7 @@ def word(
     test_sentences: Annotated[Optional[int], typer.Option(help="Score on the first N sentences of --test only.")] = None,
     allow_unseen_tags: Annotated[bool, typer.Option("--allow-unseen-tags", help="Score test tags absent from --train as errors instead of failing.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Word-feature cache; default: bivec's cache directory.")] = None,
-    model: Model = None, causal: Causal = False, dtype: Dtype = "auto", max_length: MaxLength = 512,
+    model: Model = None, causal: Causal = False, dtype: Dtype = "auto", compile: Compile = False, max_length: MaxLength = 512,
     batch_size: BatchSize = 32, name: Name = None, output: Output = None, markdown: Markdown = None,
 ) -> None:
     """Linear probes on frozen word representations: accuracy for POS, span F1 for chunking and NER.
@@ -167,7 +169,7 @@ def word(
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
     start = time.perf_counter()
-    encoder = _encoder(model, causal, "mean", dtype, max_length)
+    encoder = _encoder(model, causal, "mean", dtype, max_length, compile)
     scores = {}
     for config in configs:
         began = time.perf_counter()

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bivec.precision import DTYPE_HELP
+from bivec.precision import COMPILE_HELP, DTYPE_HELP
 
 SERVE_EXAMPLE = (
     "Example: bivec serve --port 8000 --api-key secret, then "
@@ -38,6 +38,7 @@ def serve(
     truncate: Annotated[bool, typer.Option(help="Cut longer inputs (--no-truncate: answer them with 413).")] = True,
     normalize: Annotated[bool, typer.Option(help="Return unit-length vectors, as OpenAI does.")] = True,
     dtype: Annotated[Optional[str], typer.Option(help=DTYPE_HELP)] = "auto",
+    compile: Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)] = False,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads; on a busy shared CPU 1 can be much faster.")] = None,
     max_inputs: Annotated[int, typer.Option(help="Inputs per request.")] = 2048,
     max_batch_tokens: Annotated[int, typer.Option(help="Tokens of the requests grouped into one batch; the encoder splits it into forward passes under its own budget.")] = 16384,
@@ -67,9 +68,9 @@ def serve(
             normalize=normalize, max_inputs=max_inputs, truncate=truncate, max_batch_tokens=max_batch_tokens,
             max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue_texts=max_queue, api_key=api_key,
         )
-        encoder = Encoder.from_pretrained(model, pooling=pooling, max_length=max_length, dtype=dtype)
+        encoder = Encoder.from_pretrained(model, pooling=pooling, max_length=max_length, dtype=dtype, compile=compile)
         sock = _bind(host, port)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc)
     encoder.encode(["warm up"], show_progress=False)
     bound_host, bound_port = sock.getsockname()[:2]
