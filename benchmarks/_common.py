@@ -32,3 +32,9 @@ def memory_mb(field: str = "VmHWM") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak_memory() -> None:
+    """Start this process's VmHWM afresh from its current RSS (Linux: ``clear_refs`` value 5), so
+    that a later peak belongs to the work done after this call."""
+    Path("/proc/self/clear_refs").write_text("5")

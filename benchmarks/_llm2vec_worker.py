@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import memory_mb
+from _common import memory_mb, reset_peak_memory
 from llm2vec import LLM2Vec
 
 
@@ -23,7 +23,8 @@ def main() -> None:
         model_dir, enable_bidirectional=True, pooling_mode="mean", max_length=512,
         torch_dtype=getattr(torch, dtype), attn_implementation="sdpa",
     )
-    arrays, report = {}, {"tokens": {}, "seconds": {}, "ids": {}}
+    arrays, report = {}, {"tokens": {}, "seconds": {}, "ids": {}, "load_peak_rss_mb": memory_mb()}
+    reset_peak_memory()
     for name, texts in corpora.items():
         ids = [l2v.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         report["ids"][name] = ids

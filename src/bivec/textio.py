@@ -63,12 +63,14 @@ def parse_texts(lines: Iterable[str], format: str, *, field: str = "text", sourc
     return texts
 
 
-def json_object(line: str, where: str) -> dict:
-    """Parse one JSONL line that must hold an object; errors name ``where`` (file:line)."""
+def json_object(text: str, where: str) -> dict:
+    """Parse JSON that must hold an object: one JSONL line (``where`` is file:line) or a whole
+    file (``where`` is its path; errors add the line)."""
     try:
-        row = json.loads(line)
+        row = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+        at = f" line {exc.lineno}" if "\n" in text.strip() else ""
+        raise ValueError(f"{where}{at}: not valid JSON ({exc.msg})") from None
     if not isinstance(row, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
     return row

@@ -3,7 +3,7 @@ import torch
 
 from bivec.training.mntp import MNTPModel, make_blocks, mask_tokens, mntp_loss, resolve_mask_token
 from conftest import tiny_tokenizer
-from training.helpers import tiny_lm
+from training.helpers import tiny_lm, tiny_lm_dir  # noqa: F401  (tiny_lm_dir is a fixture)
 
 
 def test_mntp_loss_predicts_token_i_from_position_i_minus_1():
@@ -64,3 +64,16 @@ def test_make_blocks_packs_or_truncates():
     assert make_blocks(tokenizer, docs, 4, pack=False) == [b[:4] for b in tokenizer(docs, add_special_tokens=False)["input_ids"]]
     with pytest.raises(ValueError, match="fewer than one block of max_length=100"):
         make_blocks(tokenizer, docs, 100)
+
+
+def test_mntp_trains_only_the_lora_even_with_an_untied_lm_head(tiny_lm_dir):
+    from transformers import AutoTokenizer
+
+    from bivec.training import MNTPConfig
+    from bivec.training.stages import mntp_model
+
+    config = MNTPConfig(data=["unused.txt"], output_dir="unused")
+    decoder, model = mntp_model(config, tiny_lm_dir, AutoTokenizer.from_pretrained(tiny_lm_dir))
+    assert not model.lm.config.tie_word_embeddings
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)

@@ -22,6 +22,7 @@ from bivec.models.adapters import apply_adapters, resolve_adapter
 from bivec.models.loading import resolve_dtype, resolve_local_dir, resolve_model_path
 from bivec.models.safety import check_weights
 from bivec.pooling import check_pooling_mode
+from bivec.textio import json_object
 
 LLM2VEC_CONFIG = "llm2vec_config.json"
 BIVEC_CONFIG = "bivec_config.json"
@@ -61,13 +62,7 @@ class Checkpoint:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return json_object(path.read_text(encoding="utf-8"), str(path))
 
 
 def _positive_int(path: Path, key: str, value: Any) -> int:

@@ -91,6 +91,9 @@ def mntp_model(config: MNTPConfig, base: Path, tokenizer: PreTrainedTokenizerBas
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     decoder = _lora(lm.get_decoder(), config)
     setattr(lm, lm.base_model_prefix, decoder)
+    # Only the LoRA is trained and saved, as in LLM2Vec; an LM head not tied to the (frozen)
+    # input embeddings would otherwise be trained in full and then thrown away.
+    lm.get_output_embeddings().requires_grad_(False)
     return decoder, MNTPModel(lm)
 
 
