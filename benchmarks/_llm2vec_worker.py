@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import memory_mb, reset_peak_memory
+from encode_vs_reference import worker_limit
 from llm2vec import LLM2Vec
 
 
@@ -36,6 +37,7 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         report["seconds"][name] = statistics.median(times)
     report["peak_rss_mb"] = memory_mb()
+    report["limit"] = worker_limit(model_dir, dtype)
     np.savez(out, **arrays)
     Path(out + ".json").write_text(json.dumps(report))
 

@@ -10,6 +10,9 @@ engine and dtype runs in its own process so peak RSS is its own; loading's peak 
 from encoding's. The reference runs in its own virtualenv (transformers 4.44), created on first use under
 benchmarks/.reference (about 1 GB).
 
+Times are the median of --repeats rounds; each round runs every engine and dtype once, in turn,
+in a fresh process (one warm-up, then one timed pass per corpus).
+
 Usage: python benchmarks/encode_vs_reference.py [--short-pairs 200] [--long 60] [--repeats 3]
 """
 
@@ -126,11 +129,20 @@ def linear_limit(config, dtype: str, tokens: int = 2048, repeats: int = 5) -> fl
     return tokens / statistics.median(times)
 
 
+def worker_limit(model: str, dtype: str) -> float:
+    """The linear-layer limit, measured by a worker right after its timed runs (and after its
+    peak RSS is read): on a shared machine the limit drifts from run to run (from 1,290 to 1,789
+    fp32 tokens/s on one 2-core VM)."""
+    from transformers import AutoConfig
+
+    return linear_limit(AutoConfig.from_pretrained(model), dtype)
+
+
 def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: int, batch_size: int) -> None:
     from bivec import Encoder
 
-    before_load = memory_mb("VmRSS")
     base, _, option = dtype.partition("+")
+    before_load = memory_mb("VmRSS")
     start = time.perf_counter()
     encoder = Encoder.from_pretrained(model, dtype=base, compile=option == "compile")
     load_seconds = time.perf_counter() - start
@@ -155,6 +167,7 @@ def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: i
             times.append(time.perf_counter() - start)
         report["seconds"][name] = statistics.median(times)
     report["peak_rss_mb"] = memory_mb()
+    report["limit"] = worker_limit(model, report["resolved"])
     np.savez(out, **arrays)
     Path(out + ".json").write_text(json.dumps(report))
 
@@ -163,6 +176,21 @@ def run(command: list[str]) -> None:
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if result.returncode:
         sys.exit(f"{' '.join(command[:3])} ... failed:\n{result.stderr[-3000:]}")
+
+
+def merged(paths: list[str]) -> tuple[dict[str, np.ndarray], dict]:
+    """One engine and dtype over the rounds: median time and limit, highest peaks, the first
+    round's vectors."""
+    reports = [json.loads(Path(path + ".json").read_text()) for path in paths]
+    report = dict(reports[0])
+    report["seconds"] = {name: statistics.median(r["seconds"][name] for r in reports) for name in report["seconds"]}
+    for key in ("limit", "load_seconds"):
+        if key in report:
+            report[key] = statistics.median(r[key] for r in reports)
+    for key in ("peak_rss_mb", "load_peak_rss_mb"):
+        if key in report:
+            report[key] = max(r[key] for r in reports)
+    return dict(np.load(paths[0])), report
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -199,25 +227,25 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bivec-bench-"))
     corpora_file = work / "corpora.json"
     corpora_file.write_text(json.dumps(texts))
-    results = {}
-    for dtype in filter(None, args.bivec_dtypes.split(",")):
-        out = str(work / f"bivec-{dtype}.npz")
-        run([sys.executable, __file__, "--worker", dtype, str(corpora_file), out, str(args.repeats), str(args.batch_size)])
-        results[("bivec", dtype)] = out
+    jobs = {("bivec", d): [sys.executable, __file__, "--worker", d] for d in args.bivec_dtypes.split(",") if d}
     ref_dtypes = [d for d in args.reference_dtypes.split(",") if d]
     if ref_dtypes:
         python = reference_python(args.reference_venv)
         ref_model = reference_model_dir(model_dir, args.reference_venv / "model")
-        for dtype in ref_dtypes:
-            out = str(work / f"reference-{dtype}.npz")
-            run([str(python), str(HERE / "_llm2vec_worker.py"), str(ref_model), dtype, str(corpora_file), out,
-                 str(args.repeats), str(args.batch_size)])
-            results[("llm2vec 0.2.3", dtype)] = out
+        jobs.update({("llm2vec 0.2.3", d): [str(python), str(HERE / "_llm2vec_worker.py"), str(ref_model), d] for d in ref_dtypes})
+    # Rounds that each run every engine and dtype once, in turn, so that a slow spell of a shared
+    # machine falls on all of them rather than on one.
+    results: dict[tuple[str, str], list[str]] = {key: [] for key in jobs}
+    for round_ in range(args.repeats):
+        for (engine, dtype), command in jobs.items():
+            out = str(work / f"{engine.split()[0]}-{dtype}-{round_}.npz")
+            run([*command, str(corpora_file), out, "1", str(args.batch_size)])
+            results[(engine, dtype)].append(out)
 
-    loaded = {key: (np.load(path), json.loads(Path(path + ".json").read_text())) for key, path in results.items()}
+    loaded = {key: merged(paths) for key, paths in results.items()}
     print()
-    print("| engine | dtype | corpus | texts | tokens | s (median) | texts/s | tokens/s | % of limit | peak RSS MB: encoding (loading) | weights MB | load s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| engine | dtype | corpus | texts | tokens | s (median) | texts/s | tokens/s | limit tokens/s | % of limit | peak RSS MB: encoding (loading) | weights MB | load s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     speed = {}
     for (engine, dtype), (arrays, report) in loaded.items():
         used = report.get("resolved", dtype)
@@ -230,7 +258,8 @@ def main() -> None:
             load = f"{report['load_seconds']:.1f}" if "load_seconds" in report else ""
             peak = f"{report['peak_rss_mb']:.0f}" + (f" ({report['load_peak_rss_mb']:.0f})" if "load_peak_rss_mb" in report else "")
             print(f"| {engine} | {label} | {name} | {len(texts[name])} | {tokens} | {seconds:.2f} | "
-                  f"{len(texts[name]) / seconds:.1f} | {tokens / seconds:.0f} | {100 * tokens / seconds / limits[used]:.0f}% | "
+                  f"{len(texts[name]) / seconds:.1f} | {tokens / seconds:.0f} | {report['limit']:.0f} | "
+                  f"{100 * tokens / seconds / report['limit']:.0f}% | "
                   f"{peak} | {weights} | {load} |")
     print()
     for name in texts:
