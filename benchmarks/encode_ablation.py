@@ -6,7 +6,7 @@ ones before it:
 
 1. llm2vec-style batching: chunks of --batch-size texts sorted by characters, left padding,
    eager (Python) attention, no token budget;
-2. batches cut from texts sorted by token count (less padding);
+2. batches cut from texts sorted by token count, where padding costs least;
 3. SDPA attention instead of eager;
 4. the CPU's padded-token budget per forward pass (2,048; bivec's default);
 5. ``compile=True`` (regional torch.compile; its one-off cost is printed apart).

@@ -48,6 +48,16 @@ def test_batches_sorted_by_length_under_token_budget(encoder):
     assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
 
 
+def test_batches_are_cut_where_padding_costs_most(encoder):
+    # Greedy runs of 4 would pad a 2-token text to 100 tokens; a third, small batch costs less.
+    lengths = [100, 2, 100, 2, 100, 2, 2, 2]
+    batches = encoder._batches(lengths, batch_size=4, max_batch_tokens=1000)
+    assert [[lengths[i] for i in b] for b in batches] == [[100, 100, 100], [2, 2, 2, 2], [2]]
+    # A text longer than the budget still gets a batch of its own; nothing is dropped.
+    batches = encoder._batches([30, 3, 3], batch_size=8, max_batch_tokens=10)
+    assert batches[0] == [0] and sorted(i for b in batches for i in b) == [0, 1, 2]
+
+
 def test_instruction_is_seen_but_not_pooled(encoder):
     (item,) = encoder.tokenize([["retrieve similar sentence :", "a dog runs"]])
     tokens = encoder.tokenizer.convert_ids_to_tokens(item.input_ids)
