@@ -43,3 +43,13 @@ def test_embed_corpus_bad_input(tiny_model_dir, tmp_path):
 def test_embed_corpus_help_has_an_example():
     result = runner.invoke(app, ["embed-corpus", "--help"])
     assert result.exit_code == 0 and "Example: bivec embed-corpus" in result.output
+
+
+def test_embed_corpus_reports_a_failed_compile(tiny_model_dir, tmp_path, monkeypatch):
+    def fail(self):
+        raise RuntimeError("torch.compile could not build this model on cpu (OSError: no C++ compiler)")
+
+    monkeypatch.setattr("bivec.encoder.Encoder.compile", fail)
+    path = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "a dog"}])
+    result = runner.invoke(app, ["embed-corpus", str(path), str(tmp_path / "out"), "-m", str(tiny_model_dir), "--compile"])
+    assert result.exit_code == 2 and "no C++ compiler" in result.output

@@ -87,3 +87,12 @@ def test_help_has_examples():
     for command in ("sts", "mteb", "word", "compare"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "Example: " in result.output and f"bivec eval {command}" in result.output
+
+
+def test_eval_reports_a_failed_compile(tiny_model_dir, files, monkeypatch):
+    def fail(self):
+        raise RuntimeError("torch.compile could not build this model on cpu (OSError: no C++ compiler)")
+
+    monkeypatch.setattr("bivec.encoder.Encoder.compile", fail)
+    result = run("sts", files[0], "-m", tiny_model_dir, "--compile")
+    assert result.exit_code == 2 and "no C++ compiler" in result.output

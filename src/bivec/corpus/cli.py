@@ -58,6 +58,6 @@ def embed_corpus_command(
     )
     try:
         summary = embed_corpus(input, output, config, show_progress=progress)
-    except (CorpusError, ValueError, FileNotFoundError) as exc:
+    except (CorpusError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc)
     typer.echo(str(summary))
