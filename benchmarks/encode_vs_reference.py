@@ -33,8 +33,11 @@ import numpy as np
 import torch
 from _common import SHARED_DATA, cpu_description, memory_mb, reset_peak_memory
 
+from bivec.encoder import DEFAULT_BATCH_SIZE
+
 HERE = Path(__file__).resolve().parent
 REFERENCE = ["torch==2.13.0", "llm2vec==0.2.3", "transformers==4.44.2"]
+REFERENCE_BATCH_SIZE = 32  # llm2vec's encode default
 
 
 def reference_python(venv: Path) -> Path:
@@ -202,7 +205,8 @@ def main() -> None:
     parser.add_argument("--short-pairs", type=int, default=200, help="pairs per STS file (2 sentences each)")
     parser.add_argument("--long", type=int, default=60, help="WikiText-2 paragraphs")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, help="texts per forward pass for both engines (default: each "
+                        f"engine's own, bivec {DEFAULT_BATCH_SIZE} and llm2vec {REFERENCE_BATCH_SIZE})")
     parser.add_argument("--bivec-dtypes", default="auto,float32,float32+compile,bfloat16,bfloat16+compile,int8")
     parser.add_argument("--reference-dtypes", default="float32,bfloat16")
     parser.add_argument("--reference-venv", type=Path, default=HERE / ".reference")
@@ -227,6 +231,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bivec-bench-"))
     corpora_file = work / "corpora.json"
     corpora_file.write_text(json.dumps(texts))
+    batch = {"bivec": args.batch_size or DEFAULT_BATCH_SIZE, "llm2vec": args.batch_size or REFERENCE_BATCH_SIZE}
+    print(f"texts per forward pass at most: bivec {batch['bivec']}, llm2vec {batch['llm2vec']}")
     jobs = {("bivec", d): [sys.executable, __file__, "--worker", d] for d in args.bivec_dtypes.split(",") if d}
     ref_dtypes = [d for d in args.reference_dtypes.split(",") if d]
     if ref_dtypes:
@@ -239,7 +245,7 @@ def main() -> None:
     for round_ in range(args.repeats):
         for (engine, dtype), command in jobs.items():
             out = str(work / f"{engine.split()[0]}-{dtype}-{round_}.npz")
-            run([*command, str(corpora_file), out, "1", str(args.batch_size)])
+            run([*command, str(corpora_file), out, "1", str(batch[engine.split()[0]])])
             results[(engine, dtype)].append(out)
 
     loaded = {key: merged(paths) for key, paths in results.items()}

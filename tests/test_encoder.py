@@ -4,6 +4,7 @@ import torch
 from conftest import tiny_model, tiny_tokenizer
 
 from bivec import BidirectionalError, Encoder
+from bivec.encoder import DEFAULT_BATCH_SIZE
 
 TEXTS = [
     "a man plays a guitar .",
@@ -31,6 +32,14 @@ def test_batching_does_not_change_results(encoder):
     reference = encoder.encode(TEXTS, batch_size=64)
     for kwargs in ({"batch_size": 1}, {"batch_size": 3}, {"max_batch_tokens": 8}):
         np.testing.assert_allclose(encoder.encode(TEXTS, **kwargs), reference, atol=1e-5, rtol=1e-4)
+
+
+def test_default_passes_hold_up_to_default_batch_size_texts(encoder, monkeypatch):
+    sizes = []
+    real = encoder.collate
+    monkeypatch.setattr(encoder, "collate", lambda items: sizes.append(len(items)) or real(items))
+    encoder.encode(["a dog runs"] * (2 * DEFAULT_BATCH_SIZE + 1))
+    assert max(sizes) == DEFAULT_BATCH_SIZE and sum(sizes) == 2 * DEFAULT_BATCH_SIZE + 1
 
 
 def test_left_and_right_padding_agree(tiny_model_dir):

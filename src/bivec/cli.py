@@ -8,6 +8,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 
 from bivec.corpus.cli import app as corpus_app
+from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.evaluation.cli import app as eval_app
 from bivec.export.cli import app as convert_app
 from bivec.precision import COMPILE_HELP, DTYPE_HELP
@@ -85,7 +86,7 @@ def encode(
     dimensions: Annotated[Optional[int], typer.Option(help="Keep the first N dimensions (Matryoshka), before normalising.")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="int8 or binary codes, saved with their scale as .npz.")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per text; longer texts are cut. Default: the checkpoint's, else 512.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Texts per model call at most.")] = DEFAULT_BATCH_SIZE,
     dtype: Annotated[Optional[str], typer.Option(help=DTYPE_HELP)] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)] = False,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights; they can run code.")] = False,

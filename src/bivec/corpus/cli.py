@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.precision import COMPILE_HELP
 
 app = typer.Typer()
@@ -29,7 +30,7 @@ def embed_corpus_command(
     normalize: Annotated[bool, typer.Option(help="L2-normalise the vectors.")] = False,
     dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16; default: float32 on the CPU, bfloat16 on CUDA. Not auto: every worker must produce vectors in the same precision.")] = None,
     compile: Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)] = False,
-    batch_size: Annotated[int, typer.Option(help="Texts per forward pass at most.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass at most.")] = DEFAULT_BATCH_SIZE,
     max_batch_tokens: Annotated[Optional[int], typer.Option(help="Padded tokens per forward pass at most; default: 2048 on the CPU, 16384 on a GPU.")] = None,
     shard_size: Annotated[int, typer.Option(help="Rows per output shard (the unit of resuming).")] = 10_000,
     block_rows: Annotated[int, typer.Option(help="Rows per unit of work sent to a worker.")] = 256,

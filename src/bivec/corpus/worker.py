@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.models.default import DEFAULT_MODEL_NAME
 
 
@@ -30,7 +31,7 @@ class EncoderSettings:
     dtype: str | None = None
     normalize: bool = False
     truncate: bool = False
-    batch_size: int = 32
+    batch_size: int = DEFAULT_BATCH_SIZE
     max_batch_tokens: int | None = None
     compile: bool = False
 

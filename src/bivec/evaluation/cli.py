@@ -10,6 +10,7 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.evaluation.report import EvalResult, compare_markdown, compare_plot
 from bivec.precision import COMPILE_HELP, DTYPE_HELP
 
@@ -22,7 +23,7 @@ Pooling = Annotated[str, typer.Option(help="mean, weighted_mean, eos, last, bos 
 Dtype = Annotated[str, typer.Option(help=DTYPE_HELP)]
 Compile = Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)]
 MaxLength = Annotated[int, typer.Option(help="Tokens per text; longer texts are cut.")]
-BatchSize = Annotated[int, typer.Option(help="Texts per forward pass.")]
+BatchSize = Annotated[int, typer.Option(help="Texts per forward pass at most.")]
 Name = Annotated[Optional[str], typer.Option(help="Model label in tables and plots; default: model, attention, pooling.")]
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Result JSON file; default: eval-results/<kind>-<name>.json.")]
 Markdown = Annotated[Optional[Path], typer.Option(help="Also save the Markdown table to this file.")]
@@ -68,7 +69,7 @@ def sts(
     columns: Annotated[str, typer.Option(help="--dataset columns: sentence1,sentence2,score.")] = "sentence1,sentence2,score",
     instruction: Annotated[str, typer.Option(help="Instruction put before both sentences of every pair.")] = "",
     model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = "auto", compile: Compile = False,
-    max_length: MaxLength = 512, batch_size: BatchSize = 32, name: Name = None, output: Output = None,
+    max_length: MaxLength = 512, batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None,
     markdown: Markdown = None,
 ) -> None:
     """Spearman and Pearson (x100) of cosine similarity against gold scores, per file and averaged."""
@@ -107,7 +108,7 @@ def mteb(
     no_instructions: Annotated[bool, typer.Option("--no-instructions", help="Encode every text without an instruction.")] = False,
     mteb_output: Annotated[Optional[Path], typer.Option(help="Folder for MTEB's own result files.")] = None,
     model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = "auto", compile: Compile = False,
-    max_length: MaxLength = 512, batch_size: BatchSize = 32, name: Name = None, output: Output = None,
+    max_length: MaxLength = 512, batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None,
     markdown: Markdown = None,
 ) -> None:
     """Run MTEB tasks with per-task instructions (query side only for retrieval, both sides otherwise)."""
@@ -152,7 +153,7 @@ def word(
     allow_unseen_tags: Annotated[bool, typer.Option("--allow-unseen-tags", help="Score test tags absent from --train as errors instead of failing.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Word-feature cache; default: bivec's cache directory.")] = None,
     model: Model = None, causal: Causal = False, dtype: Dtype = "auto", compile: Compile = False, max_length: MaxLength = 512,
-    batch_size: BatchSize = 32, name: Name = None, output: Output = None, markdown: Markdown = None,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None, markdown: Markdown = None,
 ) -> None:
     """Linear probes on frozen word representations: accuracy for POS, span F1 for chunking and NER.
 

@@ -20,6 +20,7 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
+from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.evaluation.sts import read_sts_file
 
 
@@ -84,7 +85,7 @@ class MTEBEncoder(AbsEncoder):
         # empty texts, so encode a space, which every tokenizer maps to a token.
         texts = [text if text.strip() else " " for text in texts]
         items = [[instruction, text] for text in texts] if instruction else texts
-        return self.model.encode(items, batch_size=int(kwargs.get("batch_size", 32)), normalize=True)
+        return self.model.encode(items, batch_size=int(kwargs.get("batch_size", DEFAULT_BATCH_SIZE)), normalize=True)
 
 
 _TASK_DEFAULTS: dict[str, Any] = dict(
@@ -187,7 +188,7 @@ _REPORTED = ("cosine_spearman", "cosine_pearson", "ndcg_at_10", "map_at_10", "re
              "f1", "v_measure", "max_ap", "map")
 
 
-def run_mteb(model: MTEBEncoder, tasks: Sequence, *, batch_size: int = 32,
+def run_mteb(model: MTEBEncoder, tasks: Sequence, *, batch_size: int = DEFAULT_BATCH_SIZE,
              output_dir: str | Path | None = None) -> dict[str, dict[str, float]]:
     """Evaluate ``model`` on loaded ``tasks``; returns, per task, its main score x100 and the
     headline scores of its first split/subset. MTEB's own result files go to ``output_dir``."""

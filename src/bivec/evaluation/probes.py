@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bivec.encoder import DEFAULT_BATCH_SIZE
+
 TASK_COLUMNS = {"pos": 1, "chunking": 2, "ner": 3}
 WORD_POOLING = ("first", "last", "mean")
 RETROACTIVE = ("none", "next_token")
@@ -53,7 +55,7 @@ class ProbeConfig:
     retroactive: str = "none"
     max_iter: int = 100
     l2: float = 1e-4
-    batch_size: int = 32
+    batch_size: int = DEFAULT_BATCH_SIZE
     allow_unseen_tags: bool = False
     train_sentences: int | None = None
     test_sentences: int | None = None
@@ -180,7 +182,7 @@ def _align(encoder, sentence: ConllSentence, shift: bool, where: str) -> tuple[l
 
 def word_features(
     encoder, sentences: Sequence[ConllSentence], *, word_pooling: str = "first", retroactive: str = "none",
-    batch_size: int = 32, where: str = "<sentences>", chunk: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE, where: str = "<sentences>", chunk: int = 256,
 ) -> np.ndarray:
     """(n_words, dim) float32 features of every word of ``sentences``, in order."""
     from tqdm.auto import tqdm
@@ -203,7 +205,7 @@ def word_features(
 
 def cached_word_features(
     encoder, path: str | Path, sentences: Sequence[ConllSentence], *, word_pooling: str, retroactive: str,
-    batch_size: int = 32, cache_dir: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE, cache_dir: str | Path | None = None,
 ) -> np.ndarray:
     """:func:`word_features` of a file, stored under ``cache_dir`` (default: bivec's cache
     directory) and reused when the model, settings, file content and number of sentences (a

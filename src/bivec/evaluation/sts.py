@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bivec.encoder import DEFAULT_BATCH_SIZE
+
 
 @dataclass(frozen=True)
 class STSResult:
@@ -119,7 +121,7 @@ def pair_correlations(scores: Sequence[float], first: np.ndarray, second: np.nda
 
 def evaluate_pairs(
     encoder, scores: list[float], first: list[str], second: list[str], *, name: str, instruction: str = "",
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> STSResult:
     """Spearman and Pearson (x100) of the cosine of each pair's embeddings against ``scores``;
     ``instruction`` goes before both sentences of a pair (STS is symmetric)."""
@@ -133,7 +135,7 @@ def evaluate_pairs(
     return STSResult(name=name, pairs=len(scores), spearman=spearman, pearson=pearson)
 
 
-def evaluate_sts(encoder, path: str | Path, *, instruction: str = "", batch_size: int = 32) -> STSResult:
+def evaluate_sts(encoder, path: str | Path, *, instruction: str = "", batch_size: int = DEFAULT_BATCH_SIZE) -> STSResult:
     """Spearman and Pearson (x100) of cosine similarity against the gold scores of one file.
 
     Example:
