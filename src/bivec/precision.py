@@ -11,6 +11,7 @@ The verdict is stored per machine, library versions and model, so the check runs
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import json
 import platform
@@ -206,7 +207,14 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         # torch.ao's eager quantisation is deprecated in favour of the separate torchao package,
         # but it still ships with torch and needs nothing else installed.
         warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+        quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    # The float weights left (embeddings, norms) are views of the memory-mapped checkpoint, which
+    # reference cycles from loading also hold: while mapped, the file pages read for quantising stay
+    # resident, 500 MB more RSS on the default model.
+    for parameter in model.parameters():
+        parameter.data = parameter.data.clone()
+    gc.collect()
+    return model
 
 
 def cache_key(parts: dict) -> str:
