@@ -33,8 +33,6 @@ import numpy as np
 import torch
 from _common import SHARED_DATA, cpu_description, memory_mb, reset_peak_memory
 
-from bivec.encoder import DEFAULT_BATCH_SIZE
-
 HERE = Path(__file__).resolve().parent
 REFERENCE = ["torch==2.13.0", "llm2vec==0.2.3", "transformers==4.44.2"]
 REFERENCE_BATCH_SIZE = 32  # llm2vec's encode default
@@ -201,6 +199,9 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    # Imported here: the reference's worker, in a virtualenv without bivec, imports this module.
+    from bivec.encoder import DEFAULT_BATCH_SIZE
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short-pairs", type=int, default=200, help="pairs per STS file (2 sentences each)")
     parser.add_argument("--long", type=int, default=60, help="WikiText-2 paragraphs")
