@@ -31,7 +31,7 @@ _PASS_COST_TOKENS_FP32 = 50
 _PASS_COST_TOKENS_REDUCED = 150
 # Texts per forward pass at most; the token budget above is the bound that matters. Short texts need
 # many per pass to fill the matrix multiplies: on the benchmark's 12-token sentences 128 beat 32 by
-# 14% in bfloat16 and by 1-6% in float32, whose slower multiplies are efficient at smaller sizes.
+# 12-14% in bfloat16 and by 1-6% in float32, whose slower multiplies are efficient at smaller sizes.
 DEFAULT_BATCH_SIZE = 128
 
 
