@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +157,13 @@ def test_int8_quantises_every_linear_layer_and_stays_close(tiny_model_dir):
 def test_int8_is_refused_off_the_cpu(tiny_model_dir):
     with pytest.raises(ValueError, match="dtype='int8' .* runs on the CPU only, not on meta"):
         Encoder.from_pretrained(tiny_model_dir, dtype="int8", device="meta")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
+def test_int8_lets_go_of_the_memory_mapped_checkpoint(tiny_model_dir, tmp_path):
+    # A copy of its own, so that no other test's encoder maps the same file.
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    int8 = Encoder.from_pretrained(model_dir, dtype="int8")
+    mapped = [line for line in Path("/proc/self/maps").read_text().splitlines() if str(model_dir) in line]
+    assert mapped == [] and int8.encode("still encodes").shape == (1, int8.dim)
