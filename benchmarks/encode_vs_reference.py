@@ -245,8 +245,9 @@ def main() -> None:
     results: dict[tuple[str, str], list[str]] = {key: [] for key in jobs}
     for round_ in range(args.repeats):
         for (engine, dtype), command in jobs.items():
-            out = str(work / f"{engine.split()[0]}-{dtype}-{round_}.npz")
-            run([*command, str(corpora_file), out, "1", str(batch[engine.split()[0]])])
+            package = engine.split()[0]
+            out = str(work / f"{package}-{dtype}-{round_}.npz")
+            run([*command, str(corpora_file), out, "1", str(batch[package])])
             results[(engine, dtype)].append(out)
 
     loaded = {key: merged(paths) for key, paths in results.items()}
