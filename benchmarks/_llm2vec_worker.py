@@ -5,15 +5,13 @@ Invoked by encode_vs_reference.py; it must not import bivec (not installed there
 """
 
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from _common import memory_mb, reset_peak_memory
-from encode_vs_reference import worker_limit
+from encode_vs_reference import timed_corpora
 from llm2vec import LLM2Vec
 
 
@@ -24,20 +22,16 @@ def main() -> None:
         model_dir, enable_bidirectional=True, pooling_mode="mean", max_length=512,
         torch_dtype=getattr(torch, dtype), attn_implementation="sdpa",
     )
-    arrays, report = {}, {"tokens": {}, "seconds": {}, "ids": {}, "load_peak_rss_mb": memory_mb()}
+    report = {"load_peak_rss_mb": memory_mb(),
+              "ids": {name: [l2v.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+                      for name, texts in corpora.items()}}
     reset_peak_memory()
-    for name, texts in corpora.items():
-        ids = [l2v.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        report["ids"][name] = ids
-        l2v.encode(texts[:32], batch_size=int(batch_size), show_progress_bar=False)
-        times = []
-        for _ in range(int(repeats)):
-            start = time.perf_counter()
-            arrays[name] = l2v.encode(texts, batch_size=int(batch_size), show_progress_bar=False, convert_to_numpy=True)
-            times.append(time.perf_counter() - start)
-        report["seconds"][name] = statistics.median(times)
-    report["peak_rss_mb"] = memory_mb()
-    report["limit"] = worker_limit(model_dir, dtype)
+    timed = timed_corpora(
+        lambda texts: l2v.encode(texts, batch_size=int(batch_size), show_progress_bar=False, convert_to_numpy=True),
+        corpora, int(repeats), model_dir, dtype,
+    )
+    arrays = timed.pop("arrays")
+    report.update(timed)
     np.savez(out, **arrays)
     Path(out + ".json").write_text(json.dumps(report))
 

@@ -11,7 +11,9 @@ from encoding's. The reference runs in its own virtualenv (transformers 4.44), c
 benchmarks/.reference (about 1 GB).
 
 Times are the median of --repeats rounds; each round runs every engine and dtype once, in turn,
-in a fresh process (one warm-up, then one timed pass per corpus).
+in a fresh process (one warm-up, then one timed pass per corpus, then the linear-layer limit of
+the dtype used, measured there and then: a shared machine's speed drifts by 20% within minutes).
+"% of limit" is the median of the rounds' speed / limit.
 
 Usage: python benchmarks/encode_vs_reference.py [--short-pairs 200] [--long 60] [--repeats 3]
 """
@@ -131,12 +133,31 @@ def linear_limit(config, dtype: str, tokens: int = 2048, repeats: int = 5) -> fl
 
 
 def worker_limit(model: str, dtype: str) -> float:
-    """The linear-layer limit, measured by a worker right after its timed runs (and after its
-    peak RSS is read): on a shared machine the limit drifts from run to run (from 1,290 to 1,789
-    fp32 tokens/s on one 2-core VM)."""
+    """The linear-layer limit, measured by a worker: on a shared machine the limit drifts from
+    run to run (from 1,290 to 1,789 fp32 tokens/s on one 2-core VM)."""
     from transformers import AutoConfig
 
     return linear_limit(AutoConfig.from_pretrained(model), dtype)
+
+
+def timed_corpora(encode, corpora: dict[str, list[str]], repeats: int, model: str, dtype: str) -> dict:
+    """Per corpus: one warm-up, ``repeats`` timed encodes (median seconds), then the limit of
+    ``dtype``, measured right after them so that each speed is set against the machine's speed
+    of the same moment. Peak RSS is read before each limit measurement (whose layers would
+    count in it) and started afresh after it."""
+    arrays, seconds, limits, peaks = {}, {}, {}, []
+    for name, items in corpora.items():
+        encode(items[:32])
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            arrays[name] = encode(items)
+            times.append(time.perf_counter() - start)
+        seconds[name] = statistics.median(times)
+        peaks.append(memory_mb())
+        limits[name] = worker_limit(model, dtype)
+        reset_peak_memory()
+    return {"arrays": arrays, "seconds": seconds, "limit": limits, "peak_rss_mb": max(peaks)}
 
 
 def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: int, batch_size: int) -> None:
@@ -155,20 +176,14 @@ def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: i
     weights = sum(t.numel() * t.element_size() for t in (*encoder.model.parameters(), *encoder.model.buffers()))
     packed = [m for m in encoder.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     weights += sum(m.weight().numel() + 8 * m.weight().shape[0] for m in packed)  # int8 codes + per-channel scales
-    arrays, report = {}, {"tokens": {}, "seconds": {}, "ids": {}, "rss_before_load_mb": before_load, "weights_mb": weights / 2**20,
-                          "resolved": encoder.precision.dtype if encoder.precision else base, "load_seconds": load_seconds,
-                          "load_peak_rss_mb": load_peak}
-    for name, items in texts.items():
-        report["ids"][name] = [[t for t, m in zip(x.input_ids, x.pooling_mask) if m] for x in encoder.tokenize(items)]
-        encoder.encode(items[:32], batch_size=batch_size)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            arrays[name] = encoder.encode(items, batch_size=batch_size)
-            times.append(time.perf_counter() - start)
-        report["seconds"][name] = statistics.median(times)
-    report["peak_rss_mb"] = memory_mb()
-    report["limit"] = worker_limit(model, report["resolved"])
+    resolved = encoder.precision.dtype if encoder.precision else base
+    report = {"rss_before_load_mb": before_load, "weights_mb": weights / 2**20, "resolved": resolved,
+              "load_seconds": load_seconds, "load_peak_rss_mb": load_peak,
+              "ids": {name: [[t for t, m in zip(x.input_ids, x.pooling_mask) if m] for x in encoder.tokenize(items)]
+                      for name, items in texts.items()}}
+    timed = timed_corpora(lambda items: encoder.encode(items, batch_size=batch_size), texts, repeats, model, resolved)
+    arrays = timed.pop("arrays")
+    report.update(timed)
     np.savez(out, **arrays)
     Path(out + ".json").write_text(json.dumps(report))
 
@@ -179,15 +194,25 @@ def run(command: list[str]) -> None:
         sys.exit(f"{' '.join(command[:3])} ... failed:\n{result.stderr[-3000:]}")
 
 
+def corpus_tokens(report: dict, name: str) -> int:
+    """Real tokens a worker encoded for corpus ``name`` (texts are cut at 512 tokens)."""
+    return sum(min(len(ids), 512) for ids in report["ids"][name])
+
+
 def merged(paths: list[str]) -> tuple[dict[str, np.ndarray], dict]:
-    """One engine and dtype over the rounds: median time and limit, highest peaks, the first
-    round's vectors."""
+    """One engine and dtype over the rounds: median time, limit and load time, the median of
+    the rounds' fractions of the limit (each round's speed over the limit measured right after
+    it), highest peaks, the first round's vectors."""
     reports = [json.loads(Path(path + ".json").read_text()) for path in paths]
     report = dict(reports[0])
-    report["seconds"] = {name: statistics.median(r["seconds"][name] for r in reports) for name in report["seconds"]}
-    for key in ("limit", "load_seconds"):
-        if key in report:
-            report[key] = statistics.median(r[key] for r in reports)
+    for key in ("seconds", "limit"):
+        report[key] = {name: statistics.median(r[key][name] for r in reports) for name in report[key]}
+    report["fraction_of_limit"] = {
+        name: statistics.median(corpus_tokens(r, name) / r["seconds"][name] / r["limit"][name] for r in reports)
+        for name in report["seconds"]
+    }
+    if "load_seconds" in report:
+        report["load_seconds"] = statistics.median(r["load_seconds"] for r in reports)
     for key in ("peak_rss_mb", "load_peak_rss_mb"):
         if key in report:
             report[key] = max(r[key] for r in reports)
@@ -259,15 +284,15 @@ def main() -> None:
         used = report.get("resolved", dtype)
         label = f"auto -> {used}" if dtype == "auto" else dtype
         for name in texts:
-            tokens = sum(min(len(ids), 512) for ids in report["ids"][name])
+            tokens = corpus_tokens(report, name)
             seconds = report["seconds"][name]
             speed[(engine, dtype, name)] = tokens / seconds
             weights = f"{report['weights_mb']:.0f}" if "weights_mb" in report else ""
             load = f"{report['load_seconds']:.1f}" if "load_seconds" in report else ""
             peak = f"{report['peak_rss_mb']:.0f}" + (f" ({report['load_peak_rss_mb']:.0f})" if "load_peak_rss_mb" in report else "")
             print(f"| {engine} | {label} | {name} | {len(texts[name])} | {tokens} | {seconds:.2f} | "
-                  f"{len(texts[name]) / seconds:.1f} | {tokens / seconds:.0f} | {report['limit']:.0f} | "
-                  f"{100 * tokens / seconds / report['limit']:.0f}% | "
+                  f"{len(texts[name]) / seconds:.1f} | {tokens / seconds:.0f} | {report['limit'][name]:.0f} | "
+                  f"{report['fraction_of_limit'][name]:.0%} | "
                   f"{peak} | {weights} | {load} |")
     print()
     for name in texts:
