@@ -133,19 +133,21 @@ def linear_limit(config, dtype: str, tokens: int = 2048, repeats: int = 5) -> fl
 
 
 def worker_limit(model: str, dtype: str) -> float:
-    """The linear-layer limit, measured by a worker: on a shared machine the limit drifts from
-    run to run (from 1,290 to 1,789 fp32 tokens/s on one 2-core VM)."""
-    from transformers import AutoConfig
-
-    return linear_limit(AutoConfig.from_pretrained(model), dtype)
+    """The linear-layer limit of ``dtype``, measured in a child process so that its layers never
+    count in the worker's peak RSS (freed memory stays in the worker's heap)."""
+    code = ("from transformers import AutoConfig; from encode_vs_reference import linear_limit; "
+            f"print(linear_limit(AutoConfig.from_pretrained({model!r}), {dtype!r}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True, check=False)
+    if result.returncode:
+        sys.exit(f"the linear-layer limit of {dtype} failed:\n{result.stderr[-3000:]}")
+    return float(result.stdout.split()[-1])
 
 
 def timed_corpora(encode, corpora: dict[str, list[str]], repeats: int, model: str, dtype: str) -> dict:
     """Per corpus: one warm-up, ``repeats`` timed encodes (median seconds), then the limit of
-    ``dtype``, measured right after them so that each speed is set against the machine's speed
-    of the same moment. Peak RSS is read before each limit measurement (whose layers would
-    count in it) and started afresh after it."""
-    arrays, seconds, limits, peaks = {}, {}, {}, []
+    ``dtype``, measured right after them: a shared machine's speed drifts by 20% within minutes,
+    so each speed is set against the machine's speed of the same moment."""
+    arrays, seconds, limits = {}, {}, {}
     for name, items in corpora.items():
         encode(items[:32])
         times = []
@@ -154,10 +156,8 @@ def timed_corpora(encode, corpora: dict[str, list[str]], repeats: int, model: st
             arrays[name] = encode(items)
             times.append(time.perf_counter() - start)
         seconds[name] = statistics.median(times)
-        peaks.append(memory_mb())
         limits[name] = worker_limit(model, dtype)
-        reset_peak_memory()
-    return {"arrays": arrays, "seconds": seconds, "limit": limits, "peak_rss_mb": max(peaks)}
+    return {"arrays": arrays, "seconds": seconds, "limit": limits, "peak_rss_mb": memory_mb()}
 
 
 def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: int, batch_size: int) -> None:
