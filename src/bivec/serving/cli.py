@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.precision import COMPILE_HELP, DTYPE_HELP
 
 SERVE_EXAMPLE = (
@@ -42,7 +43,7 @@ def serve(
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads; on a busy shared CPU 1 can be much faster.")] = None,
     max_inputs: Annotated[int, typer.Option(help="Inputs per request.")] = 2048,
     max_batch_tokens: Annotated[int, typer.Option(help="Tokens of the requests grouped into one batch; the encoder splits it into forward passes under its own budget.")] = 16384,
-    max_batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = 64,
+    max_batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = DEFAULT_BATCH_SIZE,
     max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = 5.0,
     max_queue: Annotated[int, typer.Option(help="Texts waiting; beyond it requests get 429.")] = 4096,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bivec.encoder import DEFAULT_BATCH_SIZE
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -24,8 +26,9 @@ class ServerConfig:
     """Cut texts longer than the encoder's ``max_length`` tokens; False answers them with 413."""
     max_batch_tokens: int = 16384
     """Token budget of one merged batch of requests (and of each model call inside it)."""
-    max_batch_size: int = 64
-    """Texts per model call."""
+    max_batch_size: int = DEFAULT_BATCH_SIZE
+    """Texts per model call (encode's default: at 16 clients x 16 texts, 128 served 8-16% more texts/s
+    than 64, with a lower median latency)."""
     max_wait_ms: float = 5.0
     """How long the first request of a batch waits for others to join it."""
     max_queue_texts: int = 4096
