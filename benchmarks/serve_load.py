@@ -2,8 +2,9 @@
 
 Starts the server on 127.0.0.1 (a free port) in a subprocess, drives it with 1, 4 and 16
 concurrent clients (--clients), each level for --duration seconds (requests in flight at the
-deadline still finish), then stops the server and encodes the same texts in-process: one text
-per call for --duration seconds, and the texts the busiest level sent in batches of 32.
+deadline still finish), then stops the server and encodes the same texts in-process: one request
+per call for --duration seconds, and the texts the busiest level sent in one call (encode's own
+batching, whose default texts per pass the server shares).
 Texts: both sentences of ../shared/data/sts/sts13.tsv, cycled. Every request carries
 --texts-per-request texts. The client shares the CPU with the server; the
 load average is printed because other work on the machine skews the numbers.
@@ -171,8 +172,8 @@ def main() -> None:
                      latencies, "-"))
     same = [text for index in busiest for text in requests[index]]
     start = time.perf_counter()
-    encoder.encode(same, normalize=True, batch_size=32)
-    rows.append(_row("in-process, the busiest level's texts, batches of 32", "-", time.perf_counter() - start,
+    encoder.encode(same, normalize=True)
+    rows.append(_row("in-process, the busiest level's texts in one call", "-", time.perf_counter() - start,
                      len(busiest), len(same), "0", None, "-"))
 
     print(f"model: {args.model or 'embedded default'}; {k} text(s) per request; {args.duration:.0f} s per level; "
