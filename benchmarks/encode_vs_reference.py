@@ -135,12 +135,9 @@ def linear_limit(config, dtype: str, tokens: int = 2048, repeats: int = 5) -> fl
 def worker_limit(model: str, dtype: str) -> float:
     """The linear-layer limit of ``dtype``, measured in a child process so that its layers never
     count in the worker's peak RSS (freed memory stays in the worker's heap)."""
-    code = ("from transformers import AutoConfig; from encode_vs_reference import linear_limit; "
-            f"print(linear_limit(AutoConfig.from_pretrained({model!r}), {dtype!r}))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True, check=False)
-    if result.returncode:
-        sys.exit(f"the linear-layer limit of {dtype} failed:\n{result.stderr[-3000:]}")
-    return float(result.stdout.split()[-1])
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); from transformers import AutoConfig; "
+            f"from encode_vs_reference import linear_limit; print(linear_limit(AutoConfig.from_pretrained({model!r}), {dtype!r}))")
+    return float(run([sys.executable, "-c", code]).split()[-1])
 
 
 def timed_corpora(encode, corpora: dict[str, list[str]], repeats: int, model: str, dtype: str) -> dict:
@@ -188,10 +185,12 @@ def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: i
     Path(out + ".json").write_text(json.dumps(report))
 
 
-def run(command: list[str]) -> None:
+def run(command: list[str]) -> str:
+    """Run ``command`` offline; its standard output, or exit with the end of its errors."""
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if result.returncode:
         sys.exit(f"{' '.join(command[:3])} ... failed:\n{result.stderr[-3000:]}")
+    return result.stdout
 
 
 def corpus_tokens(report: dict, name: str) -> int:

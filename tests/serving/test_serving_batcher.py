@@ -3,6 +3,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.serving import BatcherClosedError, DynamicBatcher, QueueFullError, ServerConfig
 
 
@@ -58,8 +59,6 @@ def test_queue_limit_and_closed_batcher():
 
 
 def test_default_batches_hold_encodes_default_number_of_texts():
-    from bivec.encoder import DEFAULT_BATCH_SIZE
-
     jobs = [([t], 1, None) for t in ["x"] * (DEFAULT_BATCH_SIZE + 1)]
     calls, _ = asyncio.run(_embed_all(ServerConfig(max_wait_ms=200), jobs))
     assert [len(texts) for texts, _ in calls] == [DEFAULT_BATCH_SIZE, 1]
