@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bivec import precision
 from bivec.attention import last_hidden_state, make_bidirectional
+from bivec.models.allocator import keep_freed_memory
 from bivec.models.checkpoint import EncoderSettings, load_model, resolve_checkpoint
 from bivec.models.loading import load_tokenizer, resolve_device
 from bivec.pooling import check_pooling_mode, pool
@@ -111,6 +112,8 @@ class Encoder:
         self.chat_template = chat_template
         self.padding_side = padding_side
         self._template = self._template_parts()
+        if self.device.type == "cpu":
+            keep_freed_memory()
         # Set by from_pretrained(dtype="auto"): the dtype check's verdict.
         self.precision: precision.PrecisionChoice | None = None
 
