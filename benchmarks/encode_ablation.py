@@ -13,7 +13,9 @@ ones before it:
 5. up to bivec's default number of texts per pass (128) instead of 32;
 6. ``compile=True`` (regional torch.compile; its one-off cost is printed apart).
 
-Tokens/s counts real tokens only; median of --repeats runs after a warm-up.
+Tokens/s counts real tokens only; median of --repeats runs after a warm-up. Every step runs with
+freed memory kept in the process (set when an encoder loads): its gain depends on the process's
+history, so benchmarks/encode_allocator.py measures it apart, in fresh processes.
 
 Usage: python benchmarks/encode_ablation.py [--dtypes float32,bfloat16] [--repeats 3]
 """
