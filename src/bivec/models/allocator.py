@@ -5,9 +5,10 @@ adaptive settings, freed memory at the top of the heap beyond about twice the la
 allocation goes back to the kernel, so the next pass faults every page in again: 0.4 to 1.3 million
 page faults per encode of the benchmark's 1,200 short texts, and 0.9-1.1 s of kernel time each.
 ``benchmarks/encode_allocator.py`` measured encoding 3% faster in float32 and 19-32% faster in
-bfloat16 with the thresholds below (2-core Xeon, fresh processes). Intel's launcher (``python -m torch.backends.xeon.run_cpu``) preloads jemalloc with its
-decay turned off for the same reason; bivec sets glibc's two thresholds in the process instead,
-which needs nothing installed. A process's peak memory is unchanged; it keeps up to
+bfloat16 with the thresholds below (2-core Xeon, fresh processes). Intel's launcher
+(``python -m torch.backends.xeon.run_cpu``) preloads jemalloc with its decay turned off for the
+same reason; bivec sets glibc's two thresholds in the process instead, which needs nothing
+installed. A process's peak memory is unchanged; it keeps up to
 ``TRIM_THRESHOLD`` of freed memory after the peak instead of returning it.
 """
 
