@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bivec.models.allocator import keep_freed_memory
 from bivec.precision import bf16_supported
 from bivec.training.config import TrainConfig
 
@@ -92,6 +93,8 @@ def train_loop(
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=config.warmup_steps,
                               num_training_steps=config.steps)
     prepared, optimizer = accelerator.prepare(module, optimizer)
+    if accelerator.device.type == "cpu":
+        keep_freed_memory()
     start, history, elapsed, tokens = 0, [], 0.0, 0
     checkpoint = _latest_checkpoint(output_dir) if config.resume else None
     if checkpoint is not None:
