@@ -37,7 +37,7 @@ def keep_freed_memory() -> bool:
     """Set glibc's mmap and trim thresholds once per process; True if they were set. Does
     nothing off glibc, or when the environment sets malloc options (the variables above, or
     ``glibc.malloc`` tunables in ``GLIBC_TUNABLES``)."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if platform.libc_ver()[0] != "glibc":  # empty on macOS, Windows and musl
         return False
     if any(name in os.environ for name in _USER_SETTINGS) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
