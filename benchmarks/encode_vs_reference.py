@@ -1,6 +1,7 @@
 """bivec against the reference llm2vec 0.2.3, same machine, same texts, same weights.
 
-Prints the CPU, the linear-layer limit per dtype, speed per engine/dtype/corpus ("short":
+Prints the CPU, the linear-layer limit per dtype (and its FLOP/s against a large square matrix
+product's, the most this CPU's GEMM gives), speed per engine/dtype/corpus ("short":
 sentences of evenly spaced STS12, STS13 and STS14 pairs; "long": WikiText-2 paragraphs cut at 512
 tokens), peak RSS against the weights' size, and accuracy of every mode against bivec float32
 (per-text cosine; Spearman on each STS file's pairs). bivec modes: ``auto`` (the default: the
@@ -105,13 +106,33 @@ def sts_spearman(vectors: np.ndarray, gold: dict[str, list[float]]) -> dict[str,
     return out
 
 
+def linear_shapes(config) -> list[tuple[int, int]]:
+    """(out, in) of every linear layer in the decoder stack: its 7 shapes x its layers."""
+    h, i = config.hidden_size, config.intermediate_size
+    kv = config.num_key_value_heads * (h // config.num_attention_heads)
+    return [(h, h), (kv, h), (kv, h), (h, h), (i, h), (i, h), (h, i)] * config.num_hidden_layers
+
+
+def linear_flops_per_token(config) -> int:
+    return 2 * sum(o * n for o, n in linear_shapes(config))
+
+
+def large_matmul_flops(dtype: str, size: int = 4096, repeats: int = 3) -> float:
+    """FLOP/s of one square ``size``-sided matrix product, the best shape a CPU's GEMM has: what
+    the hardware gives at most, to set the model-shaped limit against."""
+    a, b = (torch.randn(size, size, dtype=getattr(torch, dtype)) for _ in range(2))
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return repeats * 2 * size**3 / (time.perf_counter() - start)
+
+
 def linear_limit(config, dtype: str, tokens: int = 2048, repeats: int = 5) -> float:
     """Tokens/s of the model's linear layers alone (its 7 shapes x its layers, each layer with
     weights of its own, so they stream from memory as the real model's do) on one
     ``tokens``-row batch."""
-    h, i = config.hidden_size, config.intermediate_size
-    kv = config.num_key_value_heads * (h // config.num_attention_heads)
-    shapes = [(h, h), (kv, h), (kv, h), (h, h), (i, h), (i, h), (h, i)] * config.num_hidden_layers
+    shapes = linear_shapes(config)
     if dtype == "int8":
         from bivec.precision import quantize_int8
 
@@ -120,7 +141,7 @@ def linear_limit(config, dtype: str, tokens: int = 2048, repeats: int = 5) -> fl
     else:
         activations = getattr(torch, dtype)
         layers = [torch.nn.Linear(n, o, bias=False, dtype=activations) for o, n in shapes]
-    x = {n: torch.randn(tokens, n, dtype=activations) for n in (h, i)}
+    x = {n: torch.randn(tokens, n, dtype=activations) for _, n in set(shapes)}
     times = []
     with torch.inference_mode():
         for repeat in range(repeats + 1):
@@ -251,7 +272,12 @@ def main() -> None:
     print(f"CPU: {cpu_description()}")
     config = AutoConfig.from_pretrained(model_dir)
     limits = {d: linear_limit(config, d) for d in ("float32", "bfloat16", "int8")}
+    flops = linear_flops_per_token(config)
     print("linear-layer limit (tokens/s, 2,048-token batch): " + ", ".join(f"{d} {v:.0f}" for d, v in limits.items()))
+    for d in ("float32", "bfloat16"):
+        square = large_matmul_flops(d)
+        print(f"{d}: the limit is {limits[d] * flops / 1e9:.0f} GFLOP/s ({flops / 1e6:.0f} MFLOP per token), "
+              f"{limits[d] * flops / square:.0%} of a 4096x4096x4096 product's {square / 1e9:.0f} GFLOP/s")
     texts, gold = corpora(args.short_pairs, args.long)
     work = Path(tempfile.mkdtemp(prefix="bivec-bench-"))
     corpora_file = work / "corpora.json"
