@@ -31,10 +31,10 @@ def child(setting: str, dtype: str, short_pairs: int, long_paragraphs: int, repe
     from bivec import Encoder
 
     if setting == "glibc default":
-        bivec.encoder.keep_freed_memory = lambda: False
+        bivec.encoder.keep_freed_memory = lambda device_type: False
     texts, _ = corpora(short_pairs, long_paragraphs)
     encoder = Encoder.from_pretrained(dtype=dtype)
-    out = {"kept": bivec.encoder.keep_freed_memory()}
+    out = {"kept": bivec.encoder.keep_freed_memory("cpu")}
     for name, items in texts.items():
         tokens = sum(len(t.input_ids) for t in encoder.tokenize(items))
         encoder.encode(items)  # warm-up

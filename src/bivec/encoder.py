@@ -112,8 +112,7 @@ class Encoder:
         self.chat_template = chat_template
         self.padding_side = padding_side
         self._template = self._template_parts()
-        if self.device.type == "cpu":
-            keep_freed_memory()
+        keep_freed_memory(self.device.type)
         # Set by from_pretrained(dtype="auto"): the dtype check's verdict.
         self.precision: precision.PrecisionChoice | None = None
 

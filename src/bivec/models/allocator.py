@@ -33,11 +33,12 @@ _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TO
 
 
 @functools.cache
-def keep_freed_memory() -> bool:
-    """Set glibc's mmap and trim thresholds once per process; True if they were set. Does
-    nothing off glibc, or when the environment sets malloc options (the variables above, or
-    ``glibc.malloc`` tunables in ``GLIBC_TUNABLES``)."""
-    if platform.libc_ver()[0] != "glibc":  # empty on macOS, Windows and musl
+def keep_freed_memory(device_type: str) -> bool:
+    """For a model on ``device_type`` (``torch.device.type``), set glibc's mmap and trim thresholds
+    once per process; True if they were set. Does nothing for accelerators (their activations are
+    not in the process's heap), off glibc, or when the environment sets malloc options (the
+    variables above, or ``glibc.malloc`` tunables in ``GLIBC_TUNABLES``)."""
+    if device_type != "cpu" or platform.libc_ver()[0] != "glibc":  # libc_ver: empty on macOS, Windows, musl
         return False
     if any(name in os.environ for name in _USER_SETTINGS) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False

@@ -93,8 +93,7 @@ def train_loop(
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=config.warmup_steps,
                               num_training_steps=config.steps)
     prepared, optimizer = accelerator.prepare(module, optimizer)
-    if accelerator.device.type == "cpu":
-        keep_freed_memory()
+    keep_freed_memory(accelerator.device.type)
     start, history, elapsed, tokens = 0, [], 0.0, 0
     checkpoint = _latest_checkpoint(output_dir) if config.resume else None
     if checkpoint is not None:
