@@ -275,9 +275,9 @@ def main() -> None:
     flops = linear_flops_per_token(config)
     print("linear-layer limit (tokens/s, 2,048-token batch): " + ", ".join(f"{d} {v:.0f}" for d, v in limits.items()))
     for d in ("float32", "bfloat16"):
-        square = large_matmul_flops(d)
-        print(f"{d}: the limit is {limits[d] * flops / 1e9:.0f} GFLOP/s ({flops / 1e6:.0f} MFLOP per token), "
-              f"{limits[d] * flops / square:.0%} of a 4096x4096x4096 product's {square / 1e9:.0f} GFLOP/s")
+        rate, square = limits[d] * flops, large_matmul_flops(d)
+        print(f"{d}: the limit is {rate / 1e9:.0f} GFLOP/s ({flops / 1e6:.0f} MFLOP per token), "
+              f"{rate / square:.0%} of a 4096x4096x4096 product's {square / 1e9:.0f} GFLOP/s")
     texts, gold = corpora(args.short_pairs, args.long)
     work = Path(tempfile.mkdtemp(prefix="bivec-bench-"))
     corpora_file = work / "corpora.json"
