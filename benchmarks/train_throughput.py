@@ -26,13 +26,13 @@ import torch
 from _common import cpu_description, memory_mb
 
 from bivec.encoder import Tokenized
-from bivec.models import ensure_default_model, load_tokenizer, resolve_model_path
+from bivec.models import ensure_default_model
 from bivec.precision import bf16_supported
 from bivec.training import MNTPConfig, SimCSEConfig
 from bivec.training.contrastive import Embedder
 from bivec.training.loop import make_accelerator, train_loop
 from bivec.training.mntp import resolve_mask_token
-from bivec.training.stages import contrastive_model, contrastive_step_fn, mntp_model, mntp_step_fn
+from bivec.training.stages import base_checkpoint, contrastive_model, contrastive_step_fn, mntp_model, mntp_step_fn
 
 COLUMNS = ["stage", "precision", "grad checkpointing", "batch", "seq len", "tokens per step",
            "seconds per step", "tokens/s", "peak RSS (MB)"]
@@ -46,11 +46,10 @@ def random_ids(tokenizer, batch: int, length: int, seed: int = 0) -> list[list[i
 
 
 def _mntp(config: MNTPConfig):
-    base = resolve_model_path(config.model)
-    tokenizer = load_tokenizer(base)
+    _, tokenizer = base_checkpoint(config)
     mask_id = resolve_mask_token(tokenizer, config.mask_token)
     accelerator = make_accelerator(config)
-    _, model = mntp_model(config, base, tokenizer)
+    _, model = mntp_model(config, tokenizer)
     blocks = random_ids(tokenizer, config.batch_size, config.max_length)
     return model, mntp_step_fn(config, model, tokenizer, mask_id, accelerator, lambda step: blocks), accelerator
 

@@ -92,6 +92,8 @@ def encode(
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights; they can run code.")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run code shipped with the model.")] = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar; default: on a terminal.")] = None,
+    truncate: Annotated[bool, typer.Option("--truncate/--no-truncate", help="Cut texts longer than --max-length "
+                        "(--no-truncate: refuse them, naming the text).")] = True,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the vectors: .npy, .parquet or .jsonl "
                       "(the last two with the texts); quantised codes: .npz.")] = None,
 ) -> None:
@@ -100,15 +102,17 @@ def encode(
 
     from bivec.export.quantization import KINDS
     from bivec.export.quantization import quantize as quantize_vectors
-    from bivec.textio import check_output_path, write_vectors
+    from bivec.textio import check_output_path, check_writable_dir, write_vectors
 
     if quantize is not None and quantize not in KINDS:
         _fail(f"--quantize {quantize}: choose one of {', '.join(KINDS)}")
     if quantize and output is not None and output.suffix != ".npz":
         _fail(f"--output {output}: only .npz is supported for quantised vectors (codes + scale)")
-    if output is not None and not quantize:
+    if dimensions is not None and dimensions < 1:
+        _fail(f"--dimensions must be positive, got {dimensions}")
+    if output is not None:
         try:
-            check_output_path(output)
+            check_writable_dir(output.parent, f"--output {output}") if quantize else check_output_path(output)
         except ValueError as exc:
             _fail(exc)
     texts = _read_inputs(texts, input, input_format, field)
@@ -123,7 +127,8 @@ def encode(
             dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, compile=compile,
         )
         vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize,
-                                 dimensions=dimensions, batch_size=batch_size, show_progress=progress)
+                                 dimensions=dimensions, batch_size=batch_size, show_progress=progress,
+                                 truncate=truncate)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc)
     codes = quantize_vectors(vectors, quantize) if quantize else None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -39,11 +41,26 @@ def read_texts(path: str | Path, *, format: str | None = None, field: str = "tex
     """
     fmt = input_format(path, format)
     if str(path) == "-":
-        return parse_texts(sys.stdin, fmt, field=field, source="stdin")
+        text = decode_utf8(sys.stdin.buffer.read(), "stdin")
+        return parse_texts(text.splitlines(keepends=True), fmt, field=field, source="stdin")
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    with open(path, encoding="utf-8", newline="") as lines:
-        return parse_texts(lines, fmt, field=field, source=str(path))
+    return parse_texts(read_text_file(path).splitlines(keepends=True), fmt, field=field, source=str(path))
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """``data`` decoded as UTF-8; a ValueError naming ``source`` and the line where it is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"{source} line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
+                         "save the file as UTF-8") from None
+
+
+def read_text_file(path: str | Path) -> str:
+    """The whole of a UTF-8 text file; bad bytes are a ValueError naming the file and line."""
+    return decode_utf8(Path(path).read_bytes(), str(path))
 
 
 def parse_texts(lines: Iterable[str], format: str, *, field: str = "text", source: str = "input") -> list[str]:
@@ -103,9 +120,43 @@ def _read_table(lines: Iterable[str], delimiter: str, column: str, source: str) 
 
 
 def check_output_path(path: str | Path) -> None:
-    """Refuse an output suffix :func:`write_vectors` cannot write, before any work is done."""
-    if Path(path).suffix.lower() not in OUTPUT_SUFFIXES:
+    """Refuse an output :func:`write_vectors` cannot write (its suffix, or a folder that does not
+    exist or is not writable), before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"--output {path}: unsupported format; use {', '.join(OUTPUT_SUFFIXES)}")
+    check_writable_dir(path.parent, f"--output {path}")
+
+
+def check_writable_dir(folder: str | Path, what: str) -> None:
+    """Raise a ValueError naming ``what`` unless ``folder`` is an existing folder this process can
+    write into: checked before expensive work, so that its result is not lost to a late error."""
+    folder = Path(folder) if str(folder) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"{what}: the folder {str(folder)!r} does not exist" if not folder.exists()
+                         else f"{what}: {str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{what}: the folder {str(folder)!r} is not writable")
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place: a reader
+    (or a resumed run) sees the whole file or none of it. The file gets the usual permissions
+    (``0o666`` less the umask), not the temporary file's private ``0o600``."""
+    path = Path(path)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_vectors(path: str | Path, texts: Sequence[str], vectors: np.ndarray) -> None:
@@ -118,15 +169,23 @@ def write_vectors(path: str | Path, texts: Sequence[str], vectors: np.ndarray) -
     if len(texts) != len(vectors):
         raise ValueError(f"{len(texts)} texts but {len(vectors)} vectors")
     suffix = Path(path).suffix.lower()
-    if suffix == ".npy":
-        np.save(path, vectors)
-    elif suffix == ".parquet":
+    if suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), vectors.shape[1])
-        pq.write_table(pa.table({"text": pa.array(list(texts), pa.string()), "embedding": embedding}), path)
-    else:
-        with open(path, "w", encoding="utf-8") as out:
+        table = pa.table({"text": pa.array(list(texts), pa.string()), "embedding": embedding})
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        return
+
+    def write(tmp: str) -> None:
+        # Through an open file: np.save would add ".npy" to the temporary file's name.
+        with open(tmp, "wb") as out:
+            if suffix == ".npy":
+                np.save(out, vectors)
+                return
             for text, vector in zip(texts, vectors):
-                out.write(json.dumps({"text": text, "embedding": vector.tolist()}, ensure_ascii=False) + "\n")
+                row = {"text": text, "embedding": vector.tolist()}
+                out.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    atomic_write(path, write)

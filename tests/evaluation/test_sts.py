@@ -72,8 +72,8 @@ def test_read_sts_dataset_from_disk_and_local_file(tmp_path):
     data = datasets.Dataset.from_dict({"s1": ["a", "b"], "s2": ["c", "d"], "gold": [1, 4.5]})
     datasets.DatasetDict({"test": data}).save_to_disk(tmp_path / "saved")
     assert read_sts_dataset(tmp_path / "saved", sentence1="s1", sentence2="s2", score="gold") == ([1.0, 4.5], ["a", "b"], ["c", "d"])
-    (tmp_path / "pairs.csv").write_text("sentence1,sentence2,score\nx,y,2\n", encoding="utf-8")
-    assert read_sts_dataset(str(tmp_path / "pairs.csv"), split="train") == ([2.0], ["x"], ["y"])
+    (tmp_path / "pairs.csv").write_text("sentence1,sentence2,score\nx,y,2\nu,v,3\n", encoding="utf-8")
+    assert read_sts_dataset(str(tmp_path / "pairs.csv"), split="train") == ([2.0, 3.0], ["x", "u"], ["y", "v"])
 
 
 @pytest.mark.parametrize("columns,message", [

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -73,7 +75,7 @@ def test_mntp_trains_only_the_lora_even_with_an_untied_lm_head(tiny_lm_dir):
     from bivec.training.stages import mntp_model
 
     config = MNTPConfig(data=["unused.txt"], output_dir="unused")
-    decoder, model = mntp_model(config, tiny_lm_dir, AutoTokenizer.from_pretrained(tiny_lm_dir))
+    decoder, model = mntp_model(replace(config, model=tiny_lm_dir), AutoTokenizer.from_pretrained(tiny_lm_dir))
     assert not model.lm.config.tie_word_embeddings
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)

@@ -115,7 +115,7 @@ def _one_step_on_given_ids(stage, model_dir, out, checkpointing, ids):
         config = MNTPConfig(**common)
         tokenizer = load_tokenizer(model_dir)
         accelerator = make_accelerator(config)
-        _, module = mntp_model(config, model_dir, tokenizer)
+        _, module = mntp_model(config, tokenizer)
         mask_id = resolve_mask_token(tokenizer, config.mask_token)
         step_fn = mntp_step_fn(config, module, tokenizer, mask_id, accelerator, lambda step: ids)
     else:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bivec.corpus.reader import Corpus, CorpusError
+from bivec.textio import atomic_write
 
 MANIFEST = "manifest.json"
 ERRORS = "errors.jsonl"
@@ -49,21 +48,6 @@ def plan_shards(corpus: Corpus, shard_size: int, identity: dict[str, Any]) -> li
     return shards
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename: a reader (or a
-    resumed run) sees the whole file or none of it."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_shard(path: Path, ids: list[str], vectors: np.ndarray, errors: list[dict[str, Any]]) -> None:
     """Save (id, embedding) rows; the shard's bad rows ride along in the file's metadata, so
     they survive a resume exactly like its vectors."""
@@ -71,7 +55,7 @@ def write_shard(path: Path, ids: list[str], vectors: np.ndarray, errors: list[di
     embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32, copy=False).ravel()), dim)
     table = pa.table({"id": pa.array(ids, pa.string()), "embedding": embedding})
     table = table.replace_schema_metadata({_ERRORS_KEY: json.dumps(errors)})
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def finished_shard(path: Path, expected_rows: int) -> list[dict[str, Any]] | None:
@@ -87,12 +71,12 @@ def finished_shard(path: Path, expected_rows: int) -> list[dict[str, Any]] | Non
 
 
 def write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
 def write_errors(path: Path, errors: list[dict[str, Any]]) -> None:
     text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def read_manifest(output: str | Path) -> dict[str, Any]:

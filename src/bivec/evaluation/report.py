@@ -8,7 +8,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bivec.textio import atomic_write
+
 _KINDS = ("sts", "mteb", "word")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass
@@ -48,7 +60,9 @@ class EvalResult:
         """Write the result as JSON (creating parent directories) and return the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self) | {"average": self.average}, indent=2) + "\n", encoding="utf-8")
+        # JSON has no NaN: an undefined score (a constant embedding gives no correlation) is null.
+        text = json.dumps(_finite(asdict(self) | {"average": self.average}), indent=2, allow_nan=False) + "\n"
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         return path
 
     @classmethod

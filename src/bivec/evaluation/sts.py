@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bivec.encoder import DEFAULT_BATCH_SIZE
+from bivec.textio import read_text_file
 
 
 @dataclass(frozen=True)
@@ -27,25 +28,33 @@ def read_sts_file(path: str | Path) -> tuple[list[float], list[str], list[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"STS file {str(path)!r} does not exist")
     scores, first, second = [], [], []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) != 3:
-                raise ValueError(f"{path}:{number}: expected 3 tab-separated columns (score, sentence1, sentence2), got {len(fields)}")
-            try:
-                score = float(fields[0])
-            except ValueError:
-                raise ValueError(f"{path}:{number}: score {fields[0]!r} is not a number") from None
-            if not math.isfinite(score):
-                raise ValueError(f"{path}:{number}: score {fields[0]!r} is not finite")
-            if not fields[1].strip() or not fields[2].strip():
-                raise ValueError(f"{path}:{number}: empty sentence")
-            scores.append(score)
-            first.append(fields[1])
-            second.append(fields[2])
-    if not scores:
-        raise ValueError(f"{path}: no sentence pairs")
+    for number, line in enumerate(read_text_file(path).splitlines(), 1):
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise ValueError(f"{path}:{number}: expected 3 tab-separated columns (score, sentence1, sentence2), got {len(fields)}")
+        try:
+            score = float(fields[0])
+        except ValueError:
+            raise ValueError(f"{path}:{number}: score {fields[0]!r} is not a number") from None
+        if not math.isfinite(score):
+            raise ValueError(f"{path}:{number}: score {fields[0]!r} is not finite")
+        if not fields[1].strip() or not fields[2].strip():
+            raise ValueError(f"{path}:{number}: empty sentence")
+        scores.append(score)
+        first.append(fields[1])
+        second.append(fields[2])
+    check_scores(scores, str(path))
     return scores, first, second
+
+
+def check_scores(scores: Sequence[float], where: str) -> None:
+    """Refuse gold scores a correlation is undefined for: fewer than two pairs, or all equal."""
+    if not scores:
+        raise ValueError(f"{where}: no sentence pairs")
+    if len(scores) < 2:
+        raise ValueError(f"{where}: 1 sentence pair; a correlation needs at least 2")
+    if min(scores) == max(scores):
+        raise ValueError(f"{where}: every gold score is {scores[0]:g}; a correlation needs scores that differ")
 
 
 _DATA_FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -105,8 +114,7 @@ def read_sts_dataset(
         scores.append(value)
         first.append(a)
         second.append(b)
-    if not scores:
-        raise ValueError(f"dataset {name!r} split {split!r}: no sentence pairs")
+    check_scores(scores, f"dataset {name!r} split {split!r}")
     return scores, first, second
 
 
@@ -128,6 +136,7 @@ def evaluate_pairs(
     if not len(scores) == len(first) == len(second) or not scores:
         raise ValueError(f"{name}: need as many scores as sentence pairs, at least one (got {len(scores)} scores, "
                          f"{len(first)} first and {len(second)} second sentences)")
+    check_scores(scores, name)
     sentences = first + second
     vectors = encoder.encode([[instruction, s] for s in sentences] if instruction else sentences,
                              batch_size=batch_size, normalize=True)

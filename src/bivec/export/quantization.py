@@ -13,6 +13,8 @@ from typing import Literal
 
 import numpy as np
 
+from bivec.textio import atomic_write
+
 QuantizationKind = Literal["int8", "binary"]
 KINDS: tuple[str, ...] = ("int8", "binary")
 _INT8_MAX = 127
@@ -44,7 +46,14 @@ class QuantizedVectors:
         path = Path(path)
         if path.suffix != ".npz":
             raise ValueError(f"quantised vectors are saved as .npz (codes + scale), got {path}")
-        np.savez(path, kind=np.array(self.kind), codes=self.codes, scale=self.scale, dim=np.array(self.dim))
+        arrays = dict(kind=np.array(self.kind), codes=self.codes, scale=self.scale, dim=np.array(self.dim))
+
+        def write(tmp: str) -> None:
+            # Through an open file: np.savez would add ".npz" to the temporary file's name.
+            with open(tmp, "wb") as out:
+                np.savez(out, **arrays)
+
+        atomic_write(path, write)
         return path
 
     @classmethod

@@ -173,10 +173,13 @@ def load_model(
     attn_implementation: str | None = "sdpa",
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    model_class: type = AutoModel,
 ) -> PreTrainedModel:
     """Load the base weights (safetensors only unless ``allow_pickle``; remote code only with
-    ``trust_remote_code``) on ``device`` and merge the checkpoint's adapters in order."""
-    model = AutoModel.from_pretrained(
+    ``trust_remote_code``) on ``device`` and merge the checkpoint's adapters in order.
+    ``model_class`` is the transformers auto class to load with (``AutoModelForCausalLM`` keeps
+    the language-model head, which MNTP trains through)."""
+    model = model_class.from_pretrained(
         checkpoint.base,
         dtype=resolve_dtype(dtype, device),
         attn_implementation=attn_implementation,

@@ -30,6 +30,8 @@ DeepSpeed = Annotated[Optional[Path], typer.Option(help="DeepSpeed JSON config (
 FSDP = Annotated[Optional[Path], typer.Option(help="JSON of accelerate FullyShardedDataParallelPlugin arguments.")]
 Scale = Annotated[Optional[float], typer.Option(help="Similarity scale of the InfoNCE loss.")]
 Chunk = Annotated[Optional[int], typer.Option(help="Texts per forward pass (GradCache); the loss is unchanged.")]
+AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) base or adapter weights; they can run code.")]
+TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Run code shipped with the model.")]
 Instruction = Annotated[str, typer.Option(help="Instruction for queries without their own; not pooled.")]
 
 
@@ -51,12 +53,13 @@ def _run(config, train) -> None:
 
 
 def _common(data, output, model, adapters, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout, seed,
-            save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp) -> dict:
+            save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle, trust_remote_code) -> dict:
     return dict(data=list(data), output_dir=output, model=model, adapters=list(adapters or []), steps=steps,
                 batch_size=batch_size, learning_rate=lr, warmup_steps=warmup, max_length=max_length,
                 lora_r=lora_r, lora_alpha=2 * lora_r, lora_dropout=lora_dropout, seed=seed, save_steps=save_steps, resume=resume,
                 precision=precision, gradient_checkpointing=gradient_checkpointing,
-                deepspeed_config=deepspeed, fsdp_config=fsdp)
+                deepspeed_config=deepspeed, fsdp_config=fsdp, allow_pickle=allow_pickle,
+                trust_remote_code=trust_remote_code)
 
 
 @app.command(epilog="Example: bivec train mntp ../shared/data/text/wikitext2_valid.txt -o out/mntp --steps 1000 --merge")
@@ -64,7 +67,7 @@ def mntp(data: Data, output: Output = Path("bivec-mntp"), model: Model = None, a
          steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None, max_length: MaxLen = None,
          lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200, resume: Resume = False,
          precision: Precision = "auto", gradient_checkpointing: GradCkpt = False, deepspeed: DeepSpeed = None,
-         fsdp: FSDP = None,
+         fsdp: FSDP = None, allow_pickle: AllowPickle = False, trust_remote_code: TrustRemoteCode = False,
          mask_ratio: Annotated[Optional[float], typer.Option(help="Fraction of tokens masked.")] = None,
          mask_token: Annotated[Optional[str], typer.Option(help="auto (the tokenizer's, else '_'), new, or an existing token.")] = None,
          pack: Annotated[bool, typer.Option(help="Pack texts into full blocks (--no-pack: truncate each).")] = True,
@@ -73,7 +76,8 @@ def mntp(data: Data, output: Output = Path("bivec-mntp"), model: Model = None, a
     from bivec.training import MNTPConfig, train_mntp
 
     common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
-                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
+                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle,
+                     trust_remote_code)
     _run(MNTPConfig(**common, mask_ratio=mask_ratio, mask_token=mask_token, pack=pack, merge=merge), train_mntp)
 
 
@@ -82,13 +86,15 @@ def simcse(data: Data, output: Output = Path("bivec-simcse"), model: Model = Non
            steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None,
            max_length: MaxLen = None, lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200,
            resume: Resume = False, precision: Precision = "auto", gradient_checkpointing: GradCkpt = False,
-           deepspeed: DeepSpeed = None, fsdp: FSDP = None, scale: Scale = None, chunk_size: Chunk = None,
+           deepspeed: DeepSpeed = None, fsdp: FSDP = None, allow_pickle: AllowPickle = False,
+           trust_remote_code: TrustRemoteCode = False, scale: Scale = None, chunk_size: Chunk = None,
            dropout: Annotated[Optional[float], typer.Option(help="Attention dropout making the two views differ.")] = None) -> None:
     """Unsupervised SimCSE, one sentence per line, on top of the MNTP adapter (stage 2)."""
     from bivec.training import SimCSEConfig, train_simcse
 
     common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
-                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
+                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle,
+                     trust_remote_code)
     _run(SimCSEConfig(**common, scale=scale, chunk_size=chunk_size, dropout=dropout), train_simcse)
 
 
@@ -98,11 +104,13 @@ def supervised(data: Data, output: Output = Path("bivec-supervised"), model: Mod
                steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None,
                max_length: MaxLen = None, lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200,
                resume: Resume = False, precision: Precision = "auto", gradient_checkpointing: GradCkpt = False,
-               deepspeed: DeepSpeed = None, fsdp: FSDP = None, scale: Scale = None, chunk_size: Chunk = None,
+               deepspeed: DeepSpeed = None, fsdp: FSDP = None, allow_pickle: AllowPickle = False,
+               trust_remote_code: TrustRemoteCode = False, scale: Scale = None, chunk_size: Chunk = None,
                instruction: Instruction = "") -> None:
     """Supervised contrastive training on (query, positive, negatives) JSONL/CSV rows (stage 2)."""
     from bivec.training import SupervisedConfig, train_supervised
 
     common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
-                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp)
+                     seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle,
+                     trust_remote_code)
     _run(SupervisedConfig(**common, scale=scale, chunk_size=chunk_size, instruction=instruction), train_supervised)

@@ -16,7 +16,9 @@ class TrainConfig:
     ``batch_size`` is the global batch per optimiser step, split across processes;
     ``chunk_size`` (contrastive stages) bounds how many texts go through the model at once.
     ``precision``: ``auto`` (bf16 autocast where the hardware supports it, else fp32), ``bf16``
-    or ``fp32``. ``resume`` continues from the newest checkpoint in ``output_dir``.
+    or ``fp32``. ``resume`` continues from the newest checkpoint in ``output_dir``, refusing one
+    made with other settings. The base model and adapters load as the encoder loads them:
+    safetensors only unless ``allow_pickle``, shipped code only with ``trust_remote_code``.
     """
 
     data: list[Any] = field(default_factory=list)
@@ -42,6 +44,8 @@ class TrainConfig:
     fsdp_config: str | Path | None = None
     resume: bool = False
     progress: bool = True
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
 
     def validate(self) -> None:
         """Raise a ValueError naming the first bad setting."""
@@ -57,6 +61,9 @@ class TrainConfig:
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        out = Path(self.output_dir)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"output_dir {str(out)!r} is a file; expected a folder")
         for name in ("deepspeed_config", "fsdp_config"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():

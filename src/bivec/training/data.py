@@ -4,12 +4,14 @@ contrastive training. Bad input raises a ValueError naming the file and line (or
 from __future__ import annotations
 
 import csv
+import difflib
+import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from bivec.textio import json_object
+from bivec.textio import json_object, read_text_file
 
 DataSource = Union[str, Path, Any]  # a file, a directory of .txt files, or a `datasets.Dataset`
 
@@ -58,8 +60,7 @@ def read_documents(sources: Sequence[DataSource]) -> list[str]:
     for source in sources:
         if isinstance(source, (str, Path)):
             for path in _text_files(source):
-                with path.open(encoding="utf-8") as handle:
-                    found = [line for line in handle if line.strip()]
+                found = [line for line in read_text_file(path).splitlines(keepends=True) if line.strip()]
                 if not found:
                     raise ValueError(f"{path}: the file holds no text")
                 documents.extend(found)
@@ -85,11 +86,10 @@ def read_sentences(sources: Sequence[DataSource]) -> list[str]:
         if isinstance(source, (str, Path)):
             for path in _text_files(source):
                 start = len(sentences)
-                with path.open(encoding="utf-8") as handle:
-                    for number, line in enumerate(handle, 1):
-                        if not line.strip():
-                            raise ValueError(f"{path}:{number}: empty line; put one sentence on every line")
-                        sentences.append(line.rstrip("\n"))
+                for number, line in enumerate(read_text_file(path).splitlines(), 1):
+                    if not line.strip():
+                        raise ValueError(f"{path}:{number}: empty line; put one sentence on every line")
+                    sentences.append(line)
                 if len(sentences) == start:
                     raise ValueError(f"{path}: the file is empty")
         else:
@@ -97,7 +97,15 @@ def read_sentences(sources: Sequence[DataSource]) -> list[str]:
     return sentences
 
 
+_FIELDS = ("query", "positive", "negatives", "instruction")
+
+
 def _row(fields: dict, where: str, instruction: str) -> ContrastiveRow:
+    for key in fields:
+        if key not in _FIELDS:
+            close = difflib.get_close_matches(str(key), _FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{where}: unknown field {key!r}{hint}; the fields are {', '.join(_FIELDS)}")
     for key in ("query", "positive"):
         value = fields.get(key)
         if value is None:
@@ -116,21 +124,23 @@ def _row(fields: dict, where: str, instruction: str) -> ContrastiveRow:
 
 
 def _file_rows(path: Path) -> Iterable[tuple[str, dict]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        if path.suffix.lower() == ".csv":
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames:
-                return
-            for row in reader:
-                where = f"{path}:{reader.line_num}"
-                negatives = [v for k, v in row.items() if k and k.startswith("negative") and v]
-                yield where, {**row, "negatives": negatives}
+    text = read_text_file(path)
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames:
             return
-        for number, line in enumerate(handle, 1):
-            where = f"{path}:{number}"
-            if not line.strip():
-                raise ValueError(f"{where}: empty line")
-            yield where, json_object(line, where)
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if None in row:
+                raise ValueError(f"{where}: more values than the header has columns")
+            negatives = [v for k, v in row.items() if k.startswith("negative") and v]
+            yield where, {**{k: v for k, v in row.items() if not k.startswith("negative")}, "negatives": negatives}
+        return
+    for number, line in enumerate(text.splitlines(), 1):
+        where = f"{path}:{number}"
+        if not line.strip():
+            raise ValueError(f"{where}: empty line")
+        yield where, json_object(line, where)
 
 
 def read_contrastive(sources: Sequence[DataSource], *, instruction: str = "") -> list[ContrastiveRow]:

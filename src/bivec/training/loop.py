@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +16,9 @@ from torch import nn
 from bivec.models.allocator import keep_freed_memory
 from bivec.precision import bf16_supported
 from bivec.training.config import TrainConfig
+from bivec.training.state import latest_checkpoint, load_checkpoint, run_settings, save_checkpoint
 
 StepFn = Callable[[nn.Module, int], tuple[float, int]]
-_CHECKPOINTS = "checkpoints"
 
 
 def make_accelerator(config: TrainConfig):
@@ -63,15 +62,6 @@ def seed_step(seed: int, step: int, rank: int) -> None:
     torch.manual_seed(value)
 
 
-def _trainable(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
-
-
-def _latest_checkpoint(output_dir: Path) -> Path | None:
-    found = sorted((output_dir / _CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    return found[-1] if found else None
-
-
 def train_loop(
     config: TrainConfig,
     module: nn.Module,
@@ -95,16 +85,21 @@ def train_loop(
     prepared, optimizer = accelerator.prepare(module, optimizer)
     keep_freed_memory(accelerator.device.type)
     start, history, elapsed, tokens = 0, [], 0.0, 0
-    checkpoint = _latest_checkpoint(output_dir) if config.resume else None
+    settings = run_settings(config, accelerator.num_processes)
+    checkpoint = latest_checkpoint(output_dir) if config.resume else None
     if checkpoint is not None:
-        state = torch.load(checkpoint / "state.pt", weights_only=False)
-        named = dict(module.named_parameters())
+        state = load_checkpoint(checkpoint, settings)
+        named = {name: p for name, p in module.named_parameters() if p.requires_grad}
+        if state["params"].keys() != named.keys():
+            raise ValueError(f"checkpoint {checkpoint} holds other trainable parameters than this model's "
+                             f"({len(state['params'])} saved, {len(named)} here); delete it to start over")
         with torch.no_grad():
             for name, value in state["params"].items():
                 named[name].copy_(value)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start, history, elapsed, tokens = state["step"], state["history"], state["elapsed"], state["tokens"]
+        start, progress = state["step"], state["progress"]
+        history, elapsed, tokens = progress["history"], progress["elapsed"], progress["tokens"]
         accelerator.print(f"resuming from {checkpoint} (step {start} of {config.steps})")
     prepared.train()
     bar = tqdm(total=config.steps, initial=start, desc=stage, unit="step",
@@ -127,8 +122,13 @@ def train_loop(
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
         if config.save_steps and (step + 1) % config.save_steps == 0 and step + 1 < config.steps:
-            _save_checkpoint(accelerator, module, optimizer, scheduler, output_dir, step + 1, history,
-                             time.perf_counter() - began, tokens)
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(output_dir, step + 1, params=_trainable(module), optimizer=optimizer.state_dict(),
+                                scheduler=scheduler.state_dict(), settings=settings,
+                                progress={"history": list(history), "elapsed": time.perf_counter() - began,
+                                          "tokens": tokens})
+            accelerator.wait_for_everyone()
         if on_step is not None:
             on_step(step + 1, loss)
     bar.close()
@@ -144,21 +144,8 @@ def train_loop(
     return log
 
 
-def _save_checkpoint(accelerator, module, optimizer, scheduler, output_dir: Path, step: int, history, elapsed, tokens):
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        target = output_dir / _CHECKPOINTS / f"step-{step}"
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        torch.save({"params": _trainable(module), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "step": step, "history": list(history),
-                    "elapsed": elapsed, "tokens": tokens}, tmp / "state.pt")
-        # Rename last, so a run killed while saving never leaves a checkpoint that looks whole.
-        tmp.rename(target)
-        for old in (output_dir / _CHECKPOINTS).glob("step-*"):
-            if old != target:
-                shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+def _trainable(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach() for name, p in module.named_parameters() if p.requires_grad}
 
 
 def _plot(history: list[dict], path: Path, stage: str) -> None:

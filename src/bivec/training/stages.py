@@ -16,8 +16,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from bivec.attention import make_bidirectional, set_attention_mode
-from bivec.models.adapters import apply_adapters
-from bivec.models.loading import load_tokenizer, resolve_model_path
+from bivec.models.checkpoint import Checkpoint, load_model, resolve_checkpoint
+from bivec.models.loading import load_tokenizer
 from bivec.training.config import ContrastiveConfig, MNTPConfig, SimCSEConfig, SupervisedConfig, TrainConfig
 from bivec.training.contrastive import Embedder, contrastive_step
 from bivec.training.data import ContrastiveRow, read_contrastive, read_documents, read_sentences
@@ -75,15 +75,27 @@ def _write_outputs(config: TrainConfig, stage: str, peft_model, tokenizer, base:
     return out
 
 
-def mntp_model(config: MNTPConfig, base: Path, tokenizer: PreTrainedTokenizerBase) -> tuple[nn.Module, MNTPModel]:
-    """The causal LM at ``base`` with ``config.adapters`` merged, bidirectional, gradient
+def base_checkpoint(config: TrainConfig) -> tuple[Checkpoint, PreTrainedTokenizerBase]:
+    """Where ``config``'s base model and adapters live, resolved (and checked for safe weights)
+    the way the encoder resolves them, and its tokenizer."""
+    checkpoint = resolve_checkpoint(config.model, config.adapters, allow_pickle=config.allow_pickle)
+    return checkpoint, load_tokenizer(checkpoint.tokenizer, trust_remote_code=config.trust_remote_code)
+
+
+def _load_base(config: TrainConfig, checkpoint: Checkpoint, model_class: type) -> nn.Module:
+    return load_model(checkpoint, device=torch.device("cpu"), dtype=torch.float32, model_class=model_class,
+                      allow_pickle=config.allow_pickle, trust_remote_code=config.trust_remote_code)
+
+
+def mntp_model(config: MNTPConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[nn.Module, MNTPModel]:
+    """The causal LM of ``config.model`` with ``config.adapters`` merged, bidirectional, gradient
     checkpointing as ``config`` asks, and a new LoRA on its decoder; returns the LoRA-wrapped
     decoder (what is saved) and the module returning the MNTP loss (what is trained).
     ``tokenizer`` must already hold the mask token, so that an added one gets an embedding."""
     from transformers import AutoModelForCausalLM
 
-    lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="sdpa")
-    lm = apply_adapters(lm, config.adapters)
+    checkpoint = resolve_checkpoint(config.model, config.adapters, allow_pickle=config.allow_pickle)
+    lm = _load_base(config, checkpoint, AutoModelForCausalLM)
     if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
         lm.resize_token_embeddings(len(tokenizer))
     make_bidirectional(lm)
@@ -126,13 +138,12 @@ def train_mntp(config: MNTPConfig, *, on_step: OnStep | None = None) -> dict:
         ...                             batch_size=8, max_length=128))  # doctest: +SKIP
     """
     config.validate()
-    base = resolve_model_path(config.model)
-    tokenizer = load_tokenizer(base)
+    checkpoint, tokenizer = base_checkpoint(config)
     mask_id = resolve_mask_token(tokenizer, config.mask_token)
     blocks = make_blocks(tokenizer, read_documents(config.data), config.max_length, pack=config.pack)
     accelerator = make_accelerator(config)
     _check_batch(config, accelerator, len(blocks))
-    decoder, model = mntp_model(config, base, tokenizer)
+    decoder, model = mntp_model(config, tokenizer)
 
     def batches(step: int) -> list[list[int]]:
         rows = _local_rows(batch_indices(len(blocks), config.batch_size, step, config.seed), accelerator)
@@ -141,7 +152,7 @@ def train_mntp(config: MNTPConfig, *, on_step: OnStep | None = None) -> dict:
     step_fn = mntp_step_fn(config, model, tokenizer, mask_id, accelerator, batches)
     log = train_loop(config, model, step_fn, accelerator=accelerator, stage="mntp", on_step=on_step)
     if accelerator.is_main_process:
-        _write_outputs(config, "mntp", decoder, tokenizer, base, {})
+        _write_outputs(config, "mntp", decoder, tokenizer, checkpoint.base, {})
         if config.merge:
             lm = model.lm
             setattr(lm, lm.base_model_prefix, decoder.merge_and_unload())
@@ -160,10 +171,9 @@ def contrastive_model(config: ContrastiveConfig) -> tuple[Path, PreTrainedTokeni
 
     from bivec.encoder import Encoder
 
-    base = resolve_model_path(config.model)
-    tokenizer = load_tokenizer(base)
-    model = apply_adapters(AutoModel.from_pretrained(base, dtype=torch.float32, attn_implementation="sdpa"),
-                           config.adapters)
+    checkpoint, tokenizer = base_checkpoint(config)
+    base = checkpoint.base
+    model = _load_base(config, checkpoint, AutoModel)
     make_bidirectional(model)
     for module in model.modules():
         if isinstance(getattr(module, "attention_dropout", None), float):
