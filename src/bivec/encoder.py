@@ -14,7 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from bivec import precision
 from bivec.attention import last_hidden_state, make_bidirectional
 from bivec.models.allocator import keep_freed_memory
-from bivec.models.checkpoint import EncoderSettings, load_model, resolve_checkpoint
+from bivec.models.checkpoint import DEFAULT_SETTINGS, EncoderSettings, load_model, resolve_checkpoint
 from bivec.models.loading import load_tokenizer, resolve_device
 from bivec.pooling import check_pooling_mode, pool
 
@@ -153,7 +153,7 @@ class Encoder:
             ...     adapters=["McGill-NLP/LLM2Vec-Mistral-7B-Instruct-v2-mntp-supervised"])  # doctest: +SKIP
         """
         checkpoint = resolve_checkpoint(path, adapters, allow_pickle=allow_pickle)
-        settings = EncoderSettings("mean", 512).override(checkpoint.settings).override(
+        settings = DEFAULT_SETTINGS.override(checkpoint.settings).override(
             EncoderSettings(pooling, max_length)
         )
         pooling = check_pooling_mode(settings.pooling)

@@ -149,7 +149,7 @@ def test_settings_come_from_the_checkpoint_and_arguments_win(layout, tmp_path):
     assert checkpoint.settings == EncoderSettings("eos", 48)
     assert checkpoint.base == layout["base"] and checkpoint.tokenizer == layout["mntp"]
     assert checkpoint.adapters == (layout["mntp"], stage)
-    EncoderSettings(pooling="weighted_mean").save(stage)
+    (stage / "bivec_config.json").write_text('{"pooling": "weighted_mean"}')
     assert read_settings(stage) == EncoderSettings("weighted_mean", 48)
     encoder = Encoder.from_pretrained(layout["mntp"], adapters=[stage])
     assert (encoder.pooling, encoder.max_length) == ("weighted_mean", 48)

@@ -63,7 +63,11 @@ def test_outputs_load_in_llm2vec_layout(tmp_path, tiny_lm_dir, text_file):
         assert {"adapter_config.json", "adapter_model.safetensors", "config.json", "tokenizer.json",
                 "llm2vec_config.json", "training_log.json", "training_curve.png"} <= {p.name for p in out.iterdir()}
     settings = json.loads((simcse_dir / "llm2vec_config.json").read_text())
-    assert settings["pooling_mode"] == "mean" and settings["bivec"]["adapters"] == [str(mntp_dir)]
+    assert settings == {"pooling_mode": "mean", "max_length": 512, "skip_instruction": True}
+    assert json.loads((simcse_dir / "training_args.json").read_text())["adapters"] == [str(mntp_dir)]
+    assert json.loads((simcse_dir / "bivec_config.json").read_text()) == {
+        "pooling": "mean", "max_length": 512, "base": str(tiny_lm_dir), "adapters": ["../mntp", "."]}
+    assert json.loads((mntp_dir / "bivec_config.json").read_text())["mask_token"] == "[MASK]"
     texts = ["a man plays a guitar .", "the dog runs in the park ."]
     base = Encoder.from_pretrained(tiny_lm_dir).encode(texts)
     mntp = LLM2Vec.from_pretrained(tiny_lm_dir, mntp_dir).encode(texts, convert_to_numpy=True)
@@ -72,6 +76,9 @@ def test_outputs_load_in_llm2vec_layout(tmp_path, tiny_lm_dir, text_file):
         texts, convert_to_numpy=True)
     np.testing.assert_allclose(mntp, merged, atol=1e-5)
     assert np.abs(mntp - base).max() > 1e-3 and np.abs(both - mntp).max() > 1e-3
+    # A stage's folder loads its whole stack on its own: the SimCSE folder keeps the MNTP adapter under it.
+    np.testing.assert_allclose(Encoder.from_pretrained(simcse_dir).encode(texts), both, atol=1e-5)
+    np.testing.assert_allclose(Encoder.from_pretrained(mntp_dir).encode(texts), mntp, atol=1e-5)
 
 
 def test_supervised_runs_chunked_with_instructions(tmp_path, tiny_lm_dir):

@@ -4,7 +4,10 @@ Published LLM2Vec models come as a directory with the base model's ``config.json
 an MNTP LoRA adapter whose ``adapter_config.json`` names the base weights
 (``base_model_name_or_path``), plus optional second-stage adapters (SimCSE, supervised) applied on
 top. Encoder settings come from ``llm2vec_config.json`` (the reference library's file) or
-``bivec_config.json``.
+``bivec_config.json``, bivec's own, which may also name a base model and a stack of adapters
+(relative to its folder, ``"."`` for the folder itself): such a folder loads as the whole stack,
+whatever command loads it. :func:`write_bivec_config` writes it, :func:`read_settings` and
+:func:`resolve_checkpoint` read it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from transformers import AutoModel, PreTrainedModel
 
 from bivec.models.adapters import apply_adapters, resolve_adapter
+from bivec.models.default import DEFAULT_BASE, default_model_dir
 from bivec.models.loading import resolve_dtype, resolve_local_dir, resolve_model_path
 from bivec.models.safety import check_weights
 from bivec.pooling import check_pooling_mode
@@ -27,6 +31,7 @@ from bivec.textio import json_object
 LLM2VEC_CONFIG = "llm2vec_config.json"
 BIVEC_CONFIG = "bivec_config.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+_BIVEC_KEYS = ("pooling", "max_length", "mask_token", "base", "adapters")
 
 
 @dataclass(frozen=True)
@@ -40,15 +45,9 @@ class EncoderSettings:
         """These settings with every value that ``other`` records taking precedence."""
         return replace(self, **{k: v for k, v in vars(other).items() if v is not None})
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the settings as ``bivec_config.json`` in ``directory``.
 
-        Example:
-            >>> EncoderSettings(pooling="mean", max_length=512).save("out/")  # doctest: +SKIP
-        """
-        path = Path(directory) / BIVEC_CONFIG
-        path.write_text(json.dumps({k: v for k, v in vars(self).items() if v is not None}, indent=2) + "\n")
-        return path
+DEFAULT_SETTINGS = EncoderSettings(pooling="mean", max_length=512)
+"""What an encoder uses where neither the checkpoint nor the caller says: the reference's defaults."""
 
 
 @dataclass(frozen=True)
@@ -93,15 +92,75 @@ def read_settings(directory: Path) -> EncoderSettings:
             max_length=_positive_int(path, "max_length", data["max_length"]) if "max_length" in data else None,
         )
     if (path := directory / BIVEC_CONFIG).is_file():
-        data = _read_json(path)
-        unknown = sorted(set(data) - {"pooling", "max_length"})
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {', '.join(unknown)}; expected pooling, max_length")
+        data = _bivec_config(directory)
         settings = settings.override(EncoderSettings(
             pooling=_pooling(path, "pooling", data["pooling"]) if "pooling" in data else None,
             max_length=_positive_int(path, "max_length", data["max_length"]) if "max_length" in data else None,
         ))
     return settings
+
+
+def _bivec_config(directory: Path) -> dict[str, Any]:
+    path = directory / BIVEC_CONFIG
+    data = _read_json(path)
+    unknown = sorted(set(data) - set(_BIVEC_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {', '.join(unknown)}; expected {', '.join(_BIVEC_KEYS)}")
+    if "adapters" in data and "base" not in data:
+        raise ValueError(f"{path}: adapters are listed but no base model to apply them to (key base)")
+    for key in ("base", "mask_token"):
+        if key in data and (not isinstance(data[key], str) or not data[key]):
+            raise ValueError(f"{path}: {key} must be a non-empty string, got {data[key]!r}")
+    adapters = data.get("adapters", [])
+    if not isinstance(adapters, list) or not all(isinstance(a, str) and a for a in adapters):
+        raise ValueError(f"{path}: adapters must be a list of folder names, got {adapters!r}")
+    return data
+
+
+def write_bivec_config(directory: str | Path, *, pooling: str, max_length: int, base: Path | None = None,
+                       adapters: Sequence[Path] = (), mask_token: str | None = None) -> Path:
+    """Write ``bivec_config.json``: the encoder settings and, with ``base``, the model stack the
+    folder stands for (``adapters`` in order, stored relative to ``directory`` so that the folders
+    can move together; the default base is stored by name, not by its cache path)."""
+    import os
+
+    directory = Path(directory)
+    data: dict[str, Any] = {"pooling": check_pooling_mode(pooling), "max_length": max_length}
+    if mask_token is not None:
+        data["mask_token"] = mask_token
+    if base is not None:
+        data["base"] = DEFAULT_BASE if base.resolve() == default_model_dir().resolve() else str(base.resolve())
+        data["adapters"] = [os.path.relpath(Path(a).resolve(), directory.resolve()) for a in adapters]
+    path = directory / BIVEC_CONFIG
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _stack(directory: Path, *, allow_pickle: bool) -> tuple[Path, list[Path]] | None:
+    """The base and adapters that ``directory``'s ``bivec_config.json`` names, resolved; None
+    when it names none."""
+    if not (directory / BIVEC_CONFIG).is_file():
+        return None
+    data = _bivec_config(directory)
+    if "base" not in data:
+        return None
+    where = directory / BIVEC_CONFIG
+    name = data["base"]
+    relative = directory / name
+    try:
+        base = resolve_model_path(relative if relative.is_dir() else name)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{where} names base model {name!r}, which cannot be found: {exc}") from exc
+    if not check_weights(base, "model", allow_pickle=allow_pickle):
+        raise FileNotFoundError(f"{where} names base model {name!r} ({base}), which has no weights")
+    adapters = []
+    for entry in data.get("adapters", []):
+        folder = (directory / entry).resolve()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{where} lists adapter {entry!r}, but {folder} is not a folder (was the stack "
+                                    "moved without it?)")
+        adapters.append(resolve_adapter(folder, allow_pickle=allow_pickle))
+    return base, adapters
 
 
 def _adapter_base(directory: Path, *, allow_pickle: bool) -> Path:
@@ -143,13 +202,19 @@ def resolve_checkpoint(
     root = resolve_model_path(path)
     has_weights = check_weights(root, "model", allow_pickle=allow_pickle)
     has_adapter = (root / "adapter_config.json").is_file()
-    if has_weights and has_adapter:
+    stacked = _stack(root, allow_pickle=allow_pickle)
+    if stacked is not None and has_weights:
+        raise ValueError(f"model path {str(path)!r} holds full weights and a {BIVEC_CONFIG} that names a base model; "
+                         "keep one of the two")
+    if stacked is not None:
+        base, leading = stacked
+    elif has_weights and has_adapter:
         raise ValueError(
             f"model path {str(path)!r} holds both full weights and a LoRA adapter (adapter_config.json), so it "
             "is unclear whether the weights already include the adapter; move the adapter to its own directory "
             "and pass it in adapters=[...]"
         )
-    if has_weights:
+    elif has_weights:
         base, leading = root, []
     elif has_adapter:
         base, leading = _adapter_base(root, allow_pickle=allow_pickle), [resolve_adapter(root, allow_pickle=allow_pickle)]
@@ -157,11 +222,14 @@ def resolve_checkpoint(
         raise FileNotFoundError(
             f"model path {str(path)!r} has neither weights (model.safetensors) nor a LoRA adapter (adapter_config.json)"
         )
-    stack = tuple(leading + [resolve_adapter(a, allow_pickle=allow_pickle) for a in adapters])
+    extra = [resolve_adapter(a, allow_pickle=allow_pickle) for a in adapters]
     settings = EncoderSettings()
-    for directory in dict.fromkeys([base, root, *stack]):
+    for directory in dict.fromkeys([base, *leading, root, *extra]):
         settings = settings.override(read_settings(directory))
-    tokenizer = root if any((root / name).is_file() for name in _TOKENIZER_FILES) else base
+    # The newest tokenizer along the stack: MNTP may have added a mask token.
+    tokenizer = next(d for d in (root, *reversed(leading), base)
+                     if d == base or any((d / name).is_file() for name in _TOKENIZER_FILES))
+    stack = tuple(leading + extra)
     return Checkpoint(base=base, tokenizer=tokenizer, adapters=stack, settings=settings)
 
 

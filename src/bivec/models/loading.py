@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from bivec.models.default import ensure_default_model
+from bivec.models.default import DEFAULT_BASE, DEFAULT_ENCODER, ensure_default_model, shipped_encoder_dir
 
 _DTYPES = {
     "float32": torch.float32,
@@ -22,11 +22,15 @@ _DTYPES = {
 
 
 def resolve_model_path(path: str | Path | None) -> Path:
-    """A local model directory: ``None`` is the embedded default model; a hub name is looked up
-    in the local Hugging Face cache only, never downloaded."""
-    if path is None:
+    """A local model directory: ``None`` (or ``"bivec/default"``) is the trained default encoder
+    shipped with bivec, ``"bivec/default-base"`` the untrained base it was trained from (also the
+    fallback where no trained encoder is shipped); a hub name is looked up in the local Hugging
+    Face cache only, never downloaded."""
+    if path is None or str(path) == DEFAULT_ENCODER:
+        return shipped_encoder_dir() or ensure_default_model()
+    if str(path) == DEFAULT_BASE:
         return ensure_default_model()
-    return resolve_local_dir(path, ("config.json", "adapter_config.json"), "model path")
+    return resolve_local_dir(path, ("config.json", "adapter_config.json", "bivec_config.json"), "model path")
 
 
 def resolve_local_dir(path: str | Path, markers: tuple[str, ...], what: str) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,36 @@ def read_sentences(sources: Sequence[DataSource]) -> list[str]:
 
 
 _FIELDS = ("query", "positive", "negatives", "instruction")
+
+
+# WikiText's tokenised files escape in-word hyphens, commas and points as " @-@ ", " @,@ ", " @.@ ".
+_WIKITEXT_ESCAPE = re.compile(r" @(.)@ ")
+# ... and put spaces around punctuation and clitics, which untokenised text (STS, queries) has not.
+_DETOKENIZE = [(re.compile(r" ([.,;:!?%)\]]|'s|n't|'re|'ve|'d|'ll|'m)(?=\s|$)"), r"\1"), (re.compile(r"([(\[$]) "), r"\1")]
+_SENTENCE_END = re.compile(r"(?<=[.!?]) (?=[A-Z0-9\"'(])")
+
+
+def split_sentences(documents: Sequence[str], *, min_words: int = 6, max_words: int = 40) -> list[str]:
+    """Distinct sentences of ``min_words`` to ``max_words`` words from paragraphs, for SimCSE when
+    only running text is given (the paper's SimCSE data is Wikipedia sentences). Headings
+    (``= Title =`` lines) are skipped, WikiText's ``@-@`` escapes undone and its tokenised
+    punctuation joined again.
+
+    Example:
+        >>> split_sentences(["The cat ( a tabby ) sat on the mat , all day . Then it left the house ."])
+        ['The cat (a tabby) sat on the mat, all day.', 'Then it left the house.']
+    """
+    seen: dict[str, None] = {}
+    for paragraph in documents:
+        text = _WIKITEXT_ESCAPE.sub(r"\1", paragraph.strip())
+        if not text or text.startswith("="):
+            continue
+        for sentence in _SENTENCE_END.split(text):
+            if min_words <= len(sentence.split()) <= max_words:
+                for pattern, replacement in _DETOKENIZE:
+                    sentence = pattern.sub(replacement, sentence)
+                seen.setdefault(sentence.strip())
+    return list(seen)
 
 
 def _row(fields: dict, where: str, instruction: str) -> ContrastiveRow:

@@ -16,7 +16,15 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from bivec.attention import make_bidirectional, set_attention_mode
-from bivec.models.checkpoint import Checkpoint, load_model, resolve_checkpoint
+from bivec.models.checkpoint import (
+    DEFAULT_SETTINGS,
+    LLM2VEC_CONFIG,
+    Checkpoint,
+    load_model,
+    resolve_checkpoint,
+    write_bivec_config,
+)
+from bivec.models.default import DEFAULT_BASE
 from bivec.models.loading import load_tokenizer
 from bivec.training.config import ContrastiveConfig, MNTPConfig, SimCSEConfig, SupervisedConfig, TrainConfig
 from bivec.training.contrastive import Embedder, contrastive_step
@@ -28,6 +36,7 @@ if TYPE_CHECKING:
     from bivec.encoder import Encoder, Tokenized
 
 OnStep = Callable[[int, float], None]
+TRAINING_ARGS = "training_args.json"
 BlockBatches = Callable[[int], list[list[int]]]
 """Step number -> this process's MNTP token blocks for that step."""
 ContrastiveBatches = Callable[[int], tuple[list["Tokenized"], list["Tokenized"], list["Tokenized"]]]
@@ -57,29 +66,38 @@ def _check_batch(config: TrainConfig, accelerator, n: int) -> None:
         raise ValueError(f"the training data holds {n} example(s); at least 2 are needed")
 
 
-def _write_outputs(config: TrainConfig, stage: str, peft_model, tokenizer, base: Path, extra: dict) -> Path:
-    """The adapter, the base config and tokenizer, and LLM2Vec-style encoder settings."""
+def _write_outputs(config: TrainConfig, stage: str, peft_model, tokenizer, checkpoint: Checkpoint, *,
+                   pooling: str = "mean", mask_token: str | None = None) -> Path:
+    """The adapter, the base config and tokenizer, the encoder settings (``llm2vec_config.json``
+    for the reference library, ``bivec_config.json`` with the whole stack, so that the folder
+    loads on its own) and, apart from them, the training settings (``training_args.json``).
+    The encoder's length limit is the inference default, not the (short) training length."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    shutil.copy(base / "config.json", out / "config.json")
-    settings = {
-        "pooling_mode": extra.get("pooling", "mean"),
-        "max_length": config.max_length,
-        "skip_instruction": True,
-        "bivec": {"stage": stage, "base_model": str(base), "adapters": [str(a) for a in config.adapters],
-                  "config": {k: v for k, v in asdict(config).items() if k != "data"} | {"data": [str(d) for d in config.data]}},
-    }
-    (out / "llm2vec_config.json").write_text(json.dumps(settings, indent=1, default=str))
+    shutil.copy(checkpoint.base / "config.json", out / "config.json")
+    max_length = DEFAULT_SETTINGS.max_length
+    llm2vec = {"pooling_mode": pooling, "max_length": max_length, "skip_instruction": True}
+    (out / LLM2VEC_CONFIG).write_text(json.dumps(llm2vec, indent=1) + "\n", encoding="utf-8")
+    write_bivec_config(out, pooling=pooling, max_length=max_length, base=checkpoint.base,
+                       adapters=[*checkpoint.adapters, out], mask_token=mask_token)
+    args = {"stage": stage, "base_model": str(checkpoint.base), "adapters": [str(a) for a in checkpoint.adapters],
+            "config": {k: v for k, v in asdict(config).items() if k != "data"} | {"data": [str(d) for d in config.data]}}
+    (out / TRAINING_ARGS).write_text(json.dumps(args, indent=1, default=str) + "\n", encoding="utf-8")
     return out
 
 
 def base_checkpoint(config: TrainConfig) -> tuple[Checkpoint, PreTrainedTokenizerBase]:
     """Where ``config``'s base model and adapters live, resolved (and checked for safe weights)
     the way the encoder resolves them, and its tokenizer."""
-    checkpoint = resolve_checkpoint(config.model, config.adapters, allow_pickle=config.allow_pickle)
+    checkpoint = resolve_checkpoint(_base_name(config), config.adapters, allow_pickle=config.allow_pickle)
     return checkpoint, load_tokenizer(checkpoint.tokenizer, trust_remote_code=config.trust_remote_code)
+
+
+def _base_name(config: TrainConfig) -> str | Path:
+    # Training starts from the untrained base unless told otherwise, not from the shipped encoder.
+    return DEFAULT_BASE if config.model is None else config.model
 
 
 def _load_base(config: TrainConfig, checkpoint: Checkpoint, model_class: type) -> nn.Module:
@@ -94,7 +112,7 @@ def mntp_model(config: MNTPConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[
     ``tokenizer`` must already hold the mask token, so that an added one gets an embedding."""
     from transformers import AutoModelForCausalLM
 
-    checkpoint = resolve_checkpoint(config.model, config.adapters, allow_pickle=config.allow_pickle)
+    checkpoint = resolve_checkpoint(_base_name(config), config.adapters, allow_pickle=config.allow_pickle)
     lm = _load_base(config, checkpoint, AutoModelForCausalLM)
     if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
         lm.resize_token_embeddings(len(tokenizer))
@@ -152,7 +170,7 @@ def train_mntp(config: MNTPConfig, *, on_step: OnStep | None = None) -> dict:
     step_fn = mntp_step_fn(config, model, tokenizer, mask_id, accelerator, batches)
     log = train_loop(config, model, step_fn, accelerator=accelerator, stage="mntp", on_step=on_step)
     if accelerator.is_main_process:
-        _write_outputs(config, "mntp", decoder, tokenizer, checkpoint.base, {})
+        _write_outputs(config, "mntp", decoder, tokenizer, checkpoint, mask_token=tokenizer.convert_ids_to_tokens(mask_id))
         if config.merge:
             lm = model.lm
             setattr(lm, lm.base_model_prefix, decoder.merge_and_unload())
@@ -164,15 +182,15 @@ def train_mntp(config: MNTPConfig, *, on_step: OnStep | None = None) -> dict:
     return log
 
 
-def contrastive_model(config: ContrastiveConfig) -> tuple[Path, PreTrainedTokenizerBase, nn.Module, Encoder]:
+def contrastive_model(config: ContrastiveConfig) -> tuple[Checkpoint, PreTrainedTokenizerBase, nn.Module, Encoder]:
     """Base model with earlier adapters merged, bidirectional, dropout set, new LoRA on top;
-    returns the base directory, its tokenizer, the LoRA-wrapped model and an encoder over it."""
+    returns where the base and adapters live, the tokenizer, the LoRA-wrapped model and an
+    encoder over it."""
     from transformers import AutoModel
 
     from bivec.encoder import Encoder
 
     checkpoint, tokenizer = base_checkpoint(config)
-    base = checkpoint.base
     model = _load_base(config, checkpoint, AutoModel)
     make_bidirectional(model)
     for module in model.modules():
@@ -183,7 +201,7 @@ def contrastive_model(config: ContrastiveConfig) -> tuple[Path, PreTrainedTokeni
     decoder = _lora(model, config)
     # The encoder gives the pooling masks (text tokens only: no padding, instruction or template).
     encoder = Encoder(decoder, tokenizer, pooling=config.pooling, max_length=config.max_length)
-    return base, tokenizer, decoder, encoder
+    return checkpoint, tokenizer, decoder, encoder
 
 
 def contrastive_step_fn(config: ContrastiveConfig, encoder: Encoder, accelerator,
@@ -208,7 +226,7 @@ def contrastive_step_fn(config: ContrastiveConfig, encoder: Encoder, accelerator
 
 
 def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], stage: str, on_step: OnStep | None) -> dict:
-    base, tokenizer, decoder, encoder = contrastive_model(config)
+    checkpoint, tokenizer, decoder, encoder = contrastive_model(config)
     accelerator = make_accelerator(config)
     _check_batch(config, accelerator, len(rows))
     queries = encoder.tokenize([[r.instruction, r.query] if r.instruction else r.query for r in rows])
@@ -228,7 +246,7 @@ def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], st
     log = train_loop(config, Embedder(decoder, config.pooling), step_fn, accelerator=accelerator,
                      stage=stage, on_step=on_step)
     if accelerator.is_main_process:
-        _write_outputs(config, stage, decoder, tokenizer, base, {"pooling": config.pooling})
+        _write_outputs(config, stage, decoder, tokenizer, checkpoint, pooling=config.pooling)
     accelerator.wait_for_everyone()
     return log
 
