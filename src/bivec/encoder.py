@@ -122,7 +122,7 @@ class Encoder:
         path: str | Path | None = None,
         *,
         adapters: Sequence[str | Path] = (),
-        bidirectional: bool = True,
+        bidirectional: bool | None = None,
         pooling: str | None = None,
         max_length: int | None = None,
         dtype: str | torch.dtype | None = "auto",
@@ -136,8 +136,9 @@ class Encoder:
         """Load a local model directory (``None``: the embedded default model), or a published
         LLM2Vec directory whose MNTP adapter names its base, then merge ``adapters`` in order.
 
-        ``pooling`` and ``max_length`` default to the checkpoint's ``llm2vec_config.json`` /
-        ``bivec_config.json``, else mean and 512. Weights load from safetensors only unless
+        ``pooling``, ``max_length`` and ``bidirectional`` default to the checkpoint's
+        ``llm2vec_config.json`` / ``bivec_config.json``, else mean, 512 and bidirectional; an
+        argument given wins. Weights load from safetensors only unless
         ``allow_pickle``; code shipped with a model runs only with ``trust_remote_code``.
 
         ``dtype="auto"`` picks the fastest dtype whose embeddings pass bivec's accuracy check
@@ -154,8 +155,9 @@ class Encoder:
         """
         checkpoint = resolve_checkpoint(path, adapters, allow_pickle=allow_pickle)
         settings = DEFAULT_SETTINGS.override(checkpoint.settings).override(
-            EncoderSettings(pooling, max_length)
+            EncoderSettings(pooling, max_length, bidirectional)
         )
+        bidirectional = settings.bidirectional
         pooling = check_pooling_mode(settings.pooling)
         device = resolve_device(device)
         tokenizer = load_tokenizer(checkpoint.tokenizer, trust_remote_code=trust_remote_code)

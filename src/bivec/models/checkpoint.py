@@ -31,22 +31,23 @@ from bivec.textio import json_object
 LLM2VEC_CONFIG = "llm2vec_config.json"
 BIVEC_CONFIG = "bivec_config.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-_BIVEC_KEYS = ("pooling", "max_length", "mask_token", "base", "adapters")
+_BIVEC_KEYS = ("pooling", "max_length", "bidirectional", "mask_token", "base", "adapters")
 
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    """Pooling and length recorded with a checkpoint; ``None`` means not recorded."""
+    """Pooling, length and attention recorded with a checkpoint; ``None`` means not recorded."""
 
     pooling: str | None = None
     max_length: int | None = None
+    bidirectional: bool | None = None
 
     def override(self, other: EncoderSettings) -> EncoderSettings:
         """These settings with every value that ``other`` records taking precedence."""
         return replace(self, **{k: v for k, v in vars(other).items() if v is not None})
 
 
-DEFAULT_SETTINGS = EncoderSettings(pooling="mean", max_length=512)
+DEFAULT_SETTINGS = EncoderSettings(pooling="mean", max_length=512, bidirectional=True)
 """What an encoder uses where neither the checkpoint nor the caller says: the reference's defaults."""
 
 
@@ -96,6 +97,7 @@ def read_settings(directory: Path) -> EncoderSettings:
         settings = settings.override(EncoderSettings(
             pooling=_pooling(path, "pooling", data["pooling"]) if "pooling" in data else None,
             max_length=_positive_int(path, "max_length", data["max_length"]) if "max_length" in data else None,
+            bidirectional=data.get("bidirectional"),
         ))
     return settings
 
@@ -108,6 +110,8 @@ def _bivec_config(directory: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: unknown keys {', '.join(unknown)}; expected {', '.join(_BIVEC_KEYS)}")
     if "adapters" in data and "base" not in data:
         raise ValueError(f"{path}: adapters are listed but no base model to apply them to (key base)")
+    if "bidirectional" in data and not isinstance(data["bidirectional"], bool):
+        raise ValueError(f"{path}: bidirectional must be true or false, got {data['bidirectional']!r}")
     for key in ("base", "mask_token"):
         if key in data and (not isinstance(data[key], str) or not data[key]):
             raise ValueError(f"{path}: {key} must be a non-empty string, got {data[key]!r}")
@@ -117,7 +121,7 @@ def _bivec_config(directory: Path) -> dict[str, Any]:
     return data
 
 
-def write_bivec_config(directory: str | Path, *, pooling: str, max_length: int, base: Path | None = None,
+def write_bivec_config(directory: str | Path, settings: EncoderSettings, *, base: Path | None = None,
                        adapters: Sequence[Path] = (), mask_token: str | None = None) -> Path:
     """Write ``bivec_config.json``: the encoder settings and, with ``base``, the model stack the
     folder stands for (``adapters`` in order, stored relative to ``directory`` so that the folders
@@ -125,7 +129,7 @@ def write_bivec_config(directory: str | Path, *, pooling: str, max_length: int, 
     import os
 
     directory = Path(directory)
-    data: dict[str, Any] = {"pooling": check_pooling_mode(pooling), "max_length": max_length}
+    data: dict[str, Any] = {k: v for k, v in vars(settings).items() if v is not None}
     if mask_token is not None:
         data["mask_token"] = mask_token
     if base is not None:

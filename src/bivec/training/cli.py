@@ -114,3 +114,76 @@ def supervised(data: Data, output: Output = Path("bivec-supervised"), model: Mod
                      seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle,
                      trust_remote_code)
     _run(SupervisedConfig(**common, scale=scale, chunk_size=chunk_size, instruction=instruction), train_supervised)
+
+
+def _command_line(context: typer.Context) -> str:
+    """The running command as a shell line, from its parsed arguments (what was not left at its
+    default), so that a model card can say how to make the model again."""
+    import shlex
+
+    words = ["bivec", *context.command_path.split()[1:]]
+    for param in context.command.params:
+        value = context.params[param.name]
+        if value == param.default or value in (None, [], ()):
+            continue
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if param.param_type_name == "argument":
+            words += [str(v) for v in values]
+        elif param.is_flag:
+            words.append(param.opts[0])
+        else:
+            for v in values:
+                words += [param.opts[0], str(v)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+StageItems = Annotated[Optional[list[str]], typer.Option(metavar="KEY=VALUE")]
+_RECIPE_EXAMPLE = ("Example: bivec train llm2vec ../shared/data/text/wikitext2_valid.txt -o out/encoder "
+                   "--mntp steps=250 --mntp batch_size=8 --simcse steps=300 --eval ../shared/data/sts/sick_trial.tsv")
+
+
+@app.command(epilog=_RECIPE_EXAMPLE)
+def llm2vec(
+    context: typer.Context,
+    data: Data,
+    output: Output = Path("bivec-llm2vec"),
+    model: Model = None,
+    sentences: Annotated[Optional[list[str]], typer.Option(help="SimCSE sentences, one per line; default: split from DATA.")] = None,
+    triplets: Annotated[Optional[list[str]], typer.Option(help="(query, positive, negatives) rows: supervised training instead of SimCSE.")] = None,
+    eval_files: Annotated[Optional[list[Path]], typer.Option("--eval", help="STS file scored at the end (score<TAB>s1<TAB>s2); repeatable.")] = None,
+    no_mntp: Annotated[bool, typer.Option("--no-mntp", help="Skip MNTP (the paper's ablation).")] = False,
+    causal: Annotated[bool, typer.Option("--causal", help="Train and encode with causal attention (the paper's ablation).")] = False,
+    seed: Seed = 42, precision: Precision = "auto", allow_pickle: AllowPickle = False,
+    trust_remote_code: TrustRemoteCode = False,
+    mntp: StageItems = None, simcse: StageItems = None, supervised: StageItems = None,
+) -> None:
+    """The whole LLM2Vec recipe: MNTP, SimCSE (or supervised), STS evaluation, one output folder.
+
+    The folder loads as it is: bivec encode/serve/eval/convert/embed-corpus --model OUTPUT. Each stage
+    takes the paper's defaults; change any with --mntp KEY=VALUE, --simcse KEY=VALUE or
+    --supervised KEY=VALUE (the fields of MNTPConfig, SimCSEConfig, SupervisedConfig; repeatable).
+    Running it again skips finished stages and resumes a killed one.
+    """
+    from bivec.training.config import MNTPConfig, SimCSEConfig, SupervisedConfig
+    from bivec.training.recipe import LLM2VecConfig, stage_settings, train_llm2vec
+
+    try:
+        config = LLM2VecConfig(
+            data=list(data), output_dir=output, model=model, sentences=list(sentences or []),
+            triplets=list(triplets or []), eval_files=list(eval_files or []), mntp=not no_mntp,
+            bidirectional=not causal, seed=seed, precision=precision, allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code, command=_command_line(context),
+            mntp_stage=stage_settings(MNTPConfig, mntp or [], "--mntp"),
+            simcse_stage=stage_settings(SimCSEConfig, simcse or [], "--simcse"),
+            supervised_stage=stage_settings(SupervisedConfig, supervised or [], "--supervised"))
+        results = train_llm2vec(config)
+    except (ValueError, FileNotFoundError, TypeError, ImportError) as exc:
+        _fail(exc)
+    for name, log in results["stages"].items():
+        typer.echo(f"{name}: {log['steps']} steps in {log['wall_s']:.0f} s ({log['tokens_per_s']:.0f} tokens/s), "
+                   f"final loss {log['final_loss']:.4f}")
+    if results["scores"]:
+        spearman = results["scores"]["spearman"]
+        typer.echo("STS Spearman: " + ", ".join(f"{k} {v:.2f}" for k, v in spearman.items())
+                   + f"; average {results['scores']['average']:.2f}")
+    typer.echo(f"encoder in {output} (bivec encode --model {output} ...)")

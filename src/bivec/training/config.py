@@ -19,6 +19,8 @@ class TrainConfig:
     or ``fp32``. ``resume`` continues from the newest checkpoint in ``output_dir``, refusing one
     made with other settings. The base model and adapters load as the encoder loads them:
     safetensors only unless ``allow_pickle``, shipped code only with ``trust_remote_code``.
+    ``bidirectional=False`` trains with the model's causal attention (the paper's ablation), and
+    the output says so, so that it is encoded causally too.
     """
 
     data: list[Any] = field(default_factory=list)
@@ -46,6 +48,7 @@ class TrainConfig:
     progress: bool = True
     allow_pickle: bool = False
     trust_remote_code: bool = False
+    bidirectional: bool = True
 
     def validate(self) -> None:
         """Raise a ValueError naming the first bad setting."""

@@ -20,6 +20,7 @@ from bivec.models.checkpoint import (
     DEFAULT_SETTINGS,
     LLM2VEC_CONFIG,
     Checkpoint,
+    EncoderSettings,
     load_model,
     resolve_checkpoint,
     write_bivec_config,
@@ -80,7 +81,7 @@ def _write_outputs(config: TrainConfig, stage: str, peft_model, tokenizer, check
     max_length = DEFAULT_SETTINGS.max_length
     llm2vec = {"pooling_mode": pooling, "max_length": max_length, "skip_instruction": True}
     (out / LLM2VEC_CONFIG).write_text(json.dumps(llm2vec, indent=1) + "\n", encoding="utf-8")
-    write_bivec_config(out, pooling=pooling, max_length=max_length, base=checkpoint.base,
+    write_bivec_config(out, EncoderSettings(pooling, max_length, config.bidirectional), base=checkpoint.base,
                        adapters=[*checkpoint.adapters, out], mask_token=mask_token)
     args = {"stage": stage, "base_model": str(checkpoint.base), "adapters": [str(a) for a in checkpoint.adapters],
             "config": {k: v for k, v in asdict(config).items() if k != "data"} | {"data": [str(d) for d in config.data]}}
@@ -116,7 +117,8 @@ def mntp_model(config: MNTPConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[
     lm = _load_base(config, checkpoint, AutoModelForCausalLM)
     if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
         lm.resize_token_embeddings(len(tokenizer))
-    make_bidirectional(lm)
+    if config.bidirectional:
+        make_bidirectional(lm)
     if config.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     decoder = _lora(lm.get_decoder(), config)
@@ -192,7 +194,8 @@ def contrastive_model(config: ContrastiveConfig) -> tuple[Checkpoint, PreTrained
 
     checkpoint, tokenizer = base_checkpoint(config)
     model = _load_base(config, checkpoint, AutoModel)
-    make_bidirectional(model)
+    if config.bidirectional:
+        make_bidirectional(model)
     for module in model.modules():
         if isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = config.dropout

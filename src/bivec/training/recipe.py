@@ -1,0 +1,262 @@
+"""The LLM2Vec recipe in one call: MNTP, then SimCSE (or supervised contrastive training), then STS
+evaluation, into one folder that every bivec command loads as it is.
+
+``OUT/mntp`` and ``OUT/simcse`` (or ``OUT/supervised``) are the stages' own outputs in the
+published LLM2Vec layout; ``OUT`` itself holds ``bivec_config.json`` naming the base and the
+adapter stack, the tokenizer, ``results.json`` (stages and scores) and a model card
+(``README.md``). Running it again skips the stages that finished with the same settings and
+resumes one that was killed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bivec.models.checkpoint import DEFAULT_SETTINGS, EncoderSettings, write_bivec_config
+from bivec.textio import atomic_write, check_writable_dir
+from bivec.training.config import ContrastiveConfig, MNTPConfig, SimCSEConfig, SupervisedConfig, TrainConfig
+
+RESULTS = "results.json"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+@dataclass
+class LLM2VecConfig:
+    """The whole recipe. ``data`` is running text (MNTP); ``sentences`` are SimCSE's sentences
+    (default: split from ``data``); ``triplets`` (query, positive, negatives rows) replace SimCSE
+    with supervised training. ``mntp=False`` skips MNTP and ``bidirectional=False`` trains and
+    encodes with causal attention (both for the paper's ablation). Each stage's settings are its
+    own dataclass, with the paper's defaults; ``model``, ``seed``, ``precision`` and the safety
+    options given here apply to every stage.
+
+    Example:
+        >>> train_llm2vec(LLM2VecConfig(data=["wiki.txt"], output_dir="out/encoder",
+        ...               eval_files=["sts12.tsv"], mntp_stage=MNTPConfig(steps=250)))  # doctest: +SKIP
+    """
+
+    data: list[Any] = field(default_factory=list)
+    output_dir: str | Path = "bivec-llm2vec"
+    model: str | Path | None = None
+    sentences: list[Any] = field(default_factory=list)
+    triplets: list[Any] = field(default_factory=list)
+    eval_files: list[str | Path] = field(default_factory=list)
+    mntp: bool = True
+    bidirectional: bool = True
+    seed: int = 42
+    precision: str = "auto"
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    progress: bool = True
+    mntp_stage: MNTPConfig = field(default_factory=MNTPConfig)
+    simcse_stage: SimCSEConfig = field(default_factory=SimCSEConfig)
+    supervised_stage: SupervisedConfig = field(default_factory=SupervisedConfig)
+    command: str = ""
+
+    def stages(self) -> list[tuple[str, TrainConfig]]:
+        """(name, config) of each stage to run, in order, with the shared settings filled in."""
+        out = Path(self.output_dir)
+        shared = dict(model=self.model, seed=self.seed, precision=self.precision, allow_pickle=self.allow_pickle,
+                      trust_remote_code=self.trust_remote_code, bidirectional=self.bidirectional,
+                      progress=self.progress, resume=True)
+        stages: list[tuple[str, TrainConfig]] = []
+        adapters: list[str | Path] = []
+        if self.mntp:
+            stages.append(("mntp", replace(self.mntp_stage, data=list(self.data), output_dir=out / "mntp", **shared)))
+            adapters = [out / "mntp"]
+        second: ContrastiveConfig
+        if self.triplets:
+            second = replace(self.supervised_stage, data=list(self.triplets), output_dir=out / "supervised",
+                             adapters=adapters, **shared)
+        else:
+            second = replace(self.simcse_stage, data=list(self.sentences), output_dir=out / "simcse",
+                             adapters=adapters, **shared)
+        stages.append(("supervised" if self.triplets else "simcse", second))
+        return stages
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the first bad setting, before any training."""
+        if not self.data:
+            raise ValueError("no training text given (data)")
+        if self.sentences and self.triplets:
+            raise ValueError("give sentences (SimCSE) or triplets (supervised), not both")
+        out = Path(self.output_dir)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"output_dir {str(out)!r} is a file; expected a folder")
+        nearest = next(p for p in (out, *out.parents) if p.exists())
+        check_writable_dir(nearest, f"output_dir {str(out)!r}")
+        for path in self.eval_files:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"evaluation file {str(path)!r} does not exist")
+        for _, config in self.stages():
+            config.validate()
+
+
+def _finished(config: TrainConfig) -> dict | None:
+    """The training log of a stage that already finished with these settings; a finished stage
+    made with other settings is an error naming the setting."""
+    from bivec.training.stages import TRAINING_ARGS
+
+    out = Path(config.output_dir)
+    if not (out / "adapter_model.safetensors").is_file() or not (out / "training_log.json").is_file():
+        return None
+    saved = json.loads((out / TRAINING_ARGS).read_text(encoding="utf-8"))["config"]
+    current = json.loads(json.dumps({k: v for k, v in asdict(config).items() if k != "data"}, default=str))
+    current["data"] = [str(d) for d in config.data]
+    for key in sorted(set(saved) | set(current)):
+        if key not in ("resume", "progress") and saved.get(key) != current.get(key):
+            raise ValueError(f"{out} was trained with {key}={saved.get(key)!r}, this run has {key}={current.get(key)!r}; "
+                             "use the same settings to reuse it, or another output folder")
+    return json.loads((out / "training_log.json").read_text(encoding="utf-8"))
+
+
+def _sentences_file(config: LLM2VecConfig) -> Path:
+    """SimCSE's sentences split from the MNTP text, written once into the output folder."""
+    from bivec.training.data import read_documents, split_sentences
+
+    path = Path(config.output_dir) / "simcse_sentences.txt"
+    sentences = split_sentences(read_documents(config.data))
+    if len(sentences) < 2:
+        raise ValueError(f"the training text yields {len(sentences)} sentence(s) of 6-40 words for SimCSE; "
+                         "give sentences with --sentences")
+    text = "\n".join(sentences) + "\n"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return path
+
+
+def train_llm2vec(config: LLM2VecConfig) -> dict[str, Any]:
+    """Run the recipe (see the module docstring); returns what ``OUT/results.json`` holds."""
+    from bivec.training.stages import train_mntp, train_simcse, train_supervised
+
+    if not config.sentences and not config.triplets:
+        config.validate()
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        config = replace(config, sentences=[_sentences_file(config)])
+    config.validate()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train = {"mntp": train_mntp, "simcse": train_simcse, "supervised": train_supervised}
+    results: dict[str, Any] = {"command": config.command, "stages": {}, "scores": {}}
+    stages = config.stages()
+    for number, (name, stage) in enumerate(stages, 1):
+        log = _finished(stage)
+        print(f"bivec llm2vec: stage {number}/{len(stages)} {name}"
+              + (" already finished, kept" if log else f" ({stage.steps} steps)"), file=sys.stderr, flush=True)
+        log = log or train[name](stage)
+        results["stages"][name] = {k: v for k, v in log.items() if k != "history"} | {
+            "final_loss": log["history"][-1]["loss"], "max_length": stage.max_length, "lr": stage.learning_rate,
+            "lora_r": stage.lora_r}
+    last = Path(stages[-1][1].output_dir)
+    for name in _TOKENIZER_FILES:
+        if (last / name).is_file():
+            shutil.copy(last / name, out / name)
+    checkpoint_settings = EncoderSettings(getattr(stages[-1][1], "pooling"), DEFAULT_SETTINGS.max_length,
+                                          config.bidirectional)
+    base = json.loads((last / "bivec_config.json").read_text(encoding="utf-8"))["base"]
+    write_bivec_config(out, checkpoint_settings, base=_base_path(base),
+                       adapters=[Path(s.output_dir) for _, s in stages])
+    if config.eval_files:
+        results["scores"] = evaluate_folder(out, config.eval_files)
+    atomic_write(out / RESULTS, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8"))
+    atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(model_card(config, results), encoding="utf-8"))
+    return results
+
+
+def _base_path(name: str) -> Path:
+    from bivec.models.loading import resolve_model_path
+
+    return resolve_model_path(name)
+
+
+def evaluate_folder(folder: str | Path, files: list[str | Path]) -> dict[str, Any]:
+    """Spearman x100 of the encoder in ``folder`` (loaded as any command loads it, in float32) on
+    each STS file, and their average."""
+    from bivec.encoder import Encoder
+    from bivec.evaluation.sts import evaluate_sts
+
+    start = time.perf_counter()
+    encoder = Encoder.from_pretrained(folder, dtype="float32")
+    scores = {Path(f).stem: round(evaluate_sts(encoder, f).spearman, 2) for f in files}
+    return {"spearman": scores, "average": round(sum(scores.values()) / len(scores), 2),
+            "eval_s": round(time.perf_counter() - start, 1)}
+
+
+def model_card(config: LLM2VecConfig, results: dict[str, Any]) -> str:
+    """The folder's README.md: base, data, stages, scores and the command that reproduces it."""
+    lines = ["# bivec LLM2Vec encoder", "",
+             f"- base model: {config.model or 'bivec/default-base (SmolLM2-135M-Instruct)'}",
+             f"- attention: {'bidirectional' if config.bidirectional else 'causal'}; pooling "
+             f"{getattr(config.stages()[-1][1], 'pooling')}; up to {DEFAULT_SETTINGS.max_length} tokens per text",
+             f"- data: {', '.join(str(d) for d in config.data) or 'none'}"
+             + (f"; triplets: {', '.join(map(str, config.triplets))}" if config.triplets else
+                f"; SimCSE sentences: {', '.join(map(str, config.sentences))}"), "",
+             "| stage | steps | batch | max len | lr | LoRA r | precision | wall s | tokens/s | final loss |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, log in results["stages"].items():
+        lines.append(f"| {name} | {log['steps']} | {log['batch_size']} | {log['max_length']} | {log['lr']:g} | "
+                     f"{log['lora_r']} | {log['mixed_precision']} | {log['wall_s']:.0f} | {log['tokens_per_s']:.0f} | "
+                     f"{log['final_loss']:.4f} |")
+    if results["scores"]:
+        spearman = results["scores"]["spearman"]
+        lines += ["", "STS Spearman x100 (cosine, float32):", "",
+                  "| " + " | ".join(spearman) + " | average |", "|" + "---|" * (len(spearman) + 1),
+                  "| " + " | ".join(f"{v:.2f}" for v in spearman.values()) + f" | {results['scores']['average']:.2f} |"]
+    if config.command:
+        lines += ["", "Reproduce:", "", "```bash", config.command, "```"]
+    lines += ["", "Load: `bivec encode --model THIS_FOLDER \"a text\"` or "
+              "`bivec.Encoder.from_pretrained(\"THIS_FOLDER\")`.", ""]
+    return "\n".join(lines)
+
+
+# Set for every stage by LLM2VecConfig itself, so not a per-stage setting.
+_SHARED = {"data", "output_dir", "model", "adapters", "resume", "progress", "seed", "precision", "allow_pickle",
+           "trust_remote_code", "bidirectional"}
+
+
+def stage_settings(cls: type, items: list[str], option: str) -> TrainConfig:
+    """A stage config of class ``cls`` with the paper's defaults and ``items`` (``key=value``,
+    as given to ``option``) applied, each value converted to its field's type; an unknown key or
+    a bad value is a ValueError naming the option. A LoRA rank without an alpha gets alpha = 2 x
+    rank, the paper's ratio.
+
+    Example:
+        >>> stage_settings(MNTPConfig, ["steps=250", "batch_size=8"], "--mntp").steps
+        250
+    """
+    import dataclasses
+    import types
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in _SHARED]
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in names:
+            raise ValueError(f"{option} {item!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
+        hint = hints[key]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        kinds = [t for t in (typing.get_args(hint) if union else (hint,)) if t is not type(None)]
+        try:
+            if raw.strip().lower() == "none" and union and len(kinds) < len(typing.get_args(hint)):
+                values[key] = None
+            elif bool in kinds:
+                if raw.lower() not in ("true", "false"):
+                    raise ValueError("expected true or false")
+                values[key] = raw.lower() == "true"
+            elif typing.get_origin(kinds[0]) is tuple:
+                values[key] = tuple(part.strip() for part in raw.split(",") if part.strip())
+            else:
+                values[key] = next(t for t in (int, float, str) if t in kinds)(raw)
+        except (ValueError, StopIteration) as exc:
+            raise ValueError(f"{option} {item!r}: bad value for {key} ({exc})") from None
+    if "lora_r" in values and "lora_alpha" not in values:
+        values["lora_alpha"] = 2 * values["lora_r"]
+    return cls(**values)
