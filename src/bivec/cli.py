@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 
+from bivec.cli_options import (
+    AdapterOption,
+    AllowPickleOption,
+    CausalOption,
+    CompileOption,
+    DtypeOption,
+    MaxLengthOption,
+    ModelOption,
+    PoolingOption,
+    TrustRemoteCodeOption,
+    fail,
+    load_options,
+)
 from bivec.corpus.cli import app as corpus_app
 from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.evaluation.cli import app as eval_app
 from bivec.export.cli import app as convert_app
-from bivec.precision import COMPILE_HELP, DTYPE_HELP
 from bivec.serving.cli import SERVE_EXAMPLE, serve
 from bivec.training.cli import app as train_app
 
@@ -22,22 +34,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ModelOption = Annotated[
-    str | None, typer.Option("--model", "-m", help="Local model directory; default: the embedded SmolLM2-135M-Instruct.")
-]
-
-
 @app.callback()
 def _quiet_loading() -> None:
     from transformers.utils import logging
 
     # Loading bars for every weight file drown the command's own output.
     logging.disable_progress_bar()
-
-
-def _fail(problem: Exception | str) -> NoReturn:
-    typer.echo(f"Error: {problem}", err=True)
-    raise typer.Exit(2)
 
 
 _ENCODE_EXAMPLES = """Example: bivec encode "A man plays a guitar." "Someone is playing music." --normalize -o vectors.npy
@@ -57,17 +59,17 @@ def _read_inputs(texts: list[str] | None, input: str | None, input_format: str |
     from bivec.textio import read_texts
 
     if texts and input is not None:
-        _fail("give texts as arguments or --input FILE, not both")
+        fail("give texts as arguments or --input FILE, not both")
     if texts:
         if input_format is not None or field != "text":
-            _fail("--field and --input-format apply to --input or stdin, not to texts given as arguments")
+            fail("--field and --input-format apply to --input or stdin, not to texts given as arguments")
         return texts
     if input is None and sys.stdin.isatty():
-        _fail("no texts: give them as arguments, with --input FILE, or on stdin")
+        fail("no texts: give them as arguments, with --input FILE, or on stdin")
     try:
         return read_texts("-" if input is None else input, format=input_format, field=field)
     except (ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command(epilog=_ENCODE_EXAMPLES)
@@ -78,19 +80,19 @@ def encode(
     field: Annotated[str, typer.Option(help="JSON field or CSV/TSV column holding the text.")] = "text",
     input_format: Annotated[Optional[str], typer.Option(help="txt, jsonl, csv or tsv; default: from the suffix (stdin: txt).")] = None,
     model: ModelOption = None,
-    adapter: Annotated[Optional[list[str]], typer.Option(help="LoRA adapter merged on top, in order; repeatable.")] = None,
+    adapter: AdapterOption = None,
     instruction: Annotated[str, typer.Option(help="Instruction put before every text; not pooled.")] = "",
-    pooling: Annotated[Optional[str], typer.Option(help="mean, weighted_mean, eos, last, bos or first; default: the checkpoint's, else mean.")] = None,
-    causal: Annotated[bool, typer.Option("--causal", help="Keep the model's causal attention.")] = False,
+    pooling: PoolingOption = None,
+    causal: CausalOption = False,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the vectors.")] = False,
     dimensions: Annotated[Optional[int], typer.Option(help="Keep the first N dimensions (Matryoshka), before normalising.")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="int8 or binary codes, saved with their scale as .npz.")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Tokens per text; longer texts are cut. Default: the checkpoint's, else 512.")] = None,
+    max_length: MaxLengthOption = None,
     batch_size: Annotated[int, typer.Option(help="Texts per model call at most.")] = DEFAULT_BATCH_SIZE,
-    dtype: Annotated[Optional[str], typer.Option(help=DTYPE_HELP)] = "auto",
-    compile: Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)] = False,
-    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights; they can run code.")] = False,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run code shipped with the model.")] = False,
+    dtype: DtypeOption = "auto",
+    compile: CompileOption = False,
+    allow_pickle: AllowPickleOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar; default: on a terminal.")] = None,
     truncate: Annotated[bool, typer.Option("--truncate/--no-truncate", help="Cut texts longer than --max-length "
                         "(--no-truncate: refuse them, naming the text).")] = True,
@@ -100,37 +102,34 @@ def encode(
     """Embed texts and print their cosine similarities (or save the vectors with -o)."""
     import numpy as np
 
+    from bivec.attention import is_bidirectional
     from bivec.export.quantization import KINDS
     from bivec.export.quantization import quantize as quantize_vectors
     from bivec.textio import check_output_path, check_writable_dir, write_vectors
 
     if quantize is not None and quantize not in KINDS:
-        _fail(f"--quantize {quantize}: choose one of {', '.join(KINDS)}")
+        fail(f"--quantize {quantize}: choose one of {', '.join(KINDS)}")
     if quantize and output is not None and output.suffix != ".npz":
-        _fail(f"--output {output}: only .npz is supported for quantised vectors (codes + scale)")
+        fail(f"--output {output}: only .npz is supported for quantised vectors (codes + scale)")
     if dimensions is not None and dimensions < 1:
-        _fail(f"--dimensions must be positive, got {dimensions}")
+        fail(f"--dimensions must be positive, got {dimensions}")
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code)
     if output is not None:
         try:
             check_writable_dir(output.parent, f"--output {output}") if quantize else check_output_path(output)
         except ValueError as exc:
-            _fail(exc)
+            fail(exc)
     texts = _read_inputs(texts, input, input_format, field)
     if output is None and len(texts) > _PRINT_LIMIT:
-        _fail(f"{len(texts)} texts: give --output FILE (.npy, .parquet or .jsonl) to save more than {_PRINT_LIMIT}")
+        fail(f"{len(texts)} texts: give --output FILE (.npy, .parquet or .jsonl) to save more than {_PRINT_LIMIT}")
 
-    from bivec.encoder import Encoder
-
+    encoder = options.load()
     try:
-        encoder = Encoder.from_pretrained(
-            model, adapters=adapter or [], bidirectional=not causal, pooling=pooling, max_length=max_length,
-            dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, compile=compile,
-        )
         vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize,
                                  dimensions=dimensions, batch_size=batch_size, show_progress=progress,
                                  truncate=truncate)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        _fail(exc)
+        fail(exc)
     codes = quantize_vectors(vectors, quantize) if quantize else None
     if output is not None:
         if codes is not None:
@@ -143,8 +142,9 @@ def encode(
     if codes is not None:
         vectors = codes.dequantize()
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    attention = "bidirectional" if is_bidirectional(encoder.model) else "causal"
     typer.echo(f"{vectors.shape[0]} texts -> {vectors.shape[1]}-dim vectors ({encoder.pooling} pooling, "
-               f"{'causal' if causal else 'bidirectional'}{f', {quantize} codes' if quantize else ''})")
+               f"{attention}{f', {quantize} codes' if quantize else ''})")
     for i, (text, vector) in enumerate(zip(texts, vectors)):
         head = " ".join(f"{x:+.3f}" for x in vector[:4])
         typer.echo(f"[{i}] {text!r}: [{head} ...] norm {np.linalg.norm(vector):.2f}")
@@ -155,21 +155,29 @@ def encode(
 
 
 @app.command(epilog="Example: bivec info ~/models/Mistral-7B-Instruct-v0.2")
-def info(model: Annotated[str | None, typer.Argument(help="Model directory; default: the embedded model.")] = None) -> None:
+def info(
+    model: Annotated[str | None, typer.Argument(help="Model or encoder folder; default: the trained default encoder.")] = None,
+    adapter: AdapterOption = None, causal: CausalOption = False, pooling: PoolingOption = None,
+    max_length: MaxLengthOption = None, dtype: DtypeOption = "auto", allow_pickle: AllowPickleOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
+) -> None:
     """Print a model's architecture, embedding size, whether it can be made bidirectional and the
     dtype that dtype="auto" picks on this machine (checked on first use, then cached)."""
-    from bivec.attention import BidirectionalError
+    from dataclasses import replace
+
+    from bivec.attention import BidirectionalError, is_bidirectional
     from bivec.encoder import Encoder
 
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code)
     try:
         try:
-            encoder = Encoder.from_pretrained(model)
-            bidirectional = "yes (checked on the loaded weights)"
+            encoder = Encoder.from_pretrained(options.model, **options.encoder_kwargs())
+            bidirectional = "yes (checked on the loaded weights)" if is_bidirectional(encoder.model) else "no (causal)"
         except BidirectionalError as exc:
-            encoder = Encoder.from_pretrained(model, bidirectional=False)
+            encoder = replace(options, causal=True).load()
             bidirectional = f"no: {exc}"
     except (ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+        fail(exc)
     config = encoder.model.config.get_text_config()
     choice = encoder.precision
     rows = {
@@ -180,8 +188,10 @@ def info(model: Annotated[str | None, typer.Argument(help="Model directory; defa
         "dtype (auto)": choice.describe() if choice else str(encoder.model.dtype).removeprefix("torch."),
         "machine": choice.machine if choice else "",
         "attention": encoder.model.config._attn_implementation,
+        "sliding window": getattr(config, "sliding_window", None) or "none",
         "chat template": "yes" if getattr(encoder.tokenizer, "chat_template", None) else "no",
         "pooling": encoder.pooling,
+        "max length": encoder.max_length,
         "bidirectional": bidirectional,
     }
     for key, value in rows.items():

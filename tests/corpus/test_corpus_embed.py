@@ -39,8 +39,9 @@ def test_local_engine_embeds_every_row_like_the_encoder(tiny_model_dir, corpus_f
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["rows"] == 2000 and manifest["dim"] == 32
-    assert manifest["encoder"] == {"model": str(tiny_model_dir.resolve()), "pooling": "mean", "max_length": 512,
-                                   "dtype": None, "normalize": False, "truncate": False}
+    assert manifest["encoder"] == {"model": str(tiny_model_dir.resolve()), "adapters": [], "causal": False,
+                                   "pooling": None, "max_length": None, "dtype": None, "normalize": False,
+                                   "truncate": False}
     assert [s["rows"] for s in manifest["shards"]] == [500] * 4
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("part-")) == ["errors.jsonl", "manifest.json"]
 
@@ -185,7 +186,7 @@ def test_bad_arguments_and_outputs(tiny_model_dir, corpus_file, tmp_path):
 def test_other_settings_on_an_existing_output_are_refused(tiny_model_dir, tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "a dog"}])
     embed_corpus(path, tmp_path / "out", config(tiny_model_dir))
-    with pytest.raises(CorpusError, match=r"holds a run with other settings \(encoder: .*'pooling': 'mean'.*; use a new output"):
+    with pytest.raises(CorpusError, match=r"holds a run with other settings \(encoder: .*'pooling': None.*; use a new output"):
         embed_corpus(path, tmp_path / "out", config(tiny_model_dir, encoder={"pooling": "eos"}))
     # Settings that change only the speed do not change the vectors' identity.
     speed_only = {"batch_size": 7, "max_batch_tokens": 64, "compile": True}

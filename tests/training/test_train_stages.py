@@ -63,10 +63,10 @@ def test_outputs_load_in_llm2vec_layout(tmp_path, tiny_lm_dir, text_file):
         assert {"adapter_config.json", "adapter_model.safetensors", "config.json", "tokenizer.json",
                 "llm2vec_config.json", "training_log.json", "training_curve.png"} <= {p.name for p in out.iterdir()}
     settings = json.loads((simcse_dir / "llm2vec_config.json").read_text())
-    assert settings == {"pooling_mode": "mean", "max_length": 512, "skip_instruction": True}
+    assert settings == {"pooling_mode": "mean", "max_length": 256, "skip_instruction": True}  # the model's positions
     assert json.loads((simcse_dir / "training_args.json").read_text())["adapters"] == [str(mntp_dir)]
     assert json.loads((simcse_dir / "bivec_config.json").read_text()) == {
-        "pooling": "mean", "max_length": 512, "base": str(tiny_lm_dir), "adapters": ["../mntp", "."]}
+        "pooling": "mean", "max_length": 256, "bidirectional": True, "base": str(tiny_lm_dir), "adapters": ["../mntp", "."]}
     assert json.loads((mntp_dir / "bivec_config.json").read_text())["mask_token"] == "[MASK]"
     texts = ["a man plays a guitar .", "the dog runs in the park ."]
     base = Encoder.from_pretrained(tiny_lm_dir).encode(texts)

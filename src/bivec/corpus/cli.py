@@ -6,8 +6,17 @@ from typing import Annotated, Optional
 
 import typer
 
+from bivec.cli_options import (
+    AdapterOption,
+    AllowPickleOption,
+    CausalOption,
+    CompileOption,
+    ModelOption,
+    PoolingOption,
+    TrustRemoteCodeOption,
+    fail,
+)
 from bivec.encoder import DEFAULT_BATCH_SIZE
-from bivec.precision import COMPILE_HELP
 
 app = typer.Typer()
 
@@ -23,13 +32,17 @@ def embed_corpus_command(
     text_column: Annotated[str, typer.Option(help="Field holding the text.")] = "text",
     id_column: Annotated[str, typer.Option(help="Field holding the row's unique id.")] = "id",
     instruction_column: Annotated[Optional[str], typer.Option(help="Field holding a per-row instruction (not pooled).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Local model directory; default: the embedded model.")] = None,
-    pooling: Annotated[str, typer.Option(help="mean, weighted_mean, eos, last, bos or first.")] = "mean",
-    max_length: Annotated[int, typer.Option(help="Tokens per text; longer texts are bad rows unless --truncate.")] = 512,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    causal: CausalOption = False,
+    pooling: PoolingOption = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens per text; longer texts are bad rows unless --truncate. Default: the checkpoint's, else 512.")] = None,
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut over-long texts instead of treating them as bad rows.")] = False,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the vectors.")] = False,
     dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16; default: float32 on the CPU, bfloat16 on CUDA. Not auto: every worker must produce vectors in the same precision.")] = None,
-    compile: Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)] = False,
+    compile: CompileOption = False,
+    allow_pickle: AllowPickleOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass at most.")] = DEFAULT_BATCH_SIZE,
     max_batch_tokens: Annotated[Optional[int], typer.Option(help="Padded tokens per forward pass at most; default: 2048 on the CPU, 16384 on a GPU.")] = None,
     shard_size: Annotated[int, typer.Option(help="Rows per output shard (the unit of resuming).")] = 10_000,
@@ -43,14 +56,14 @@ def embed_corpus_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Embed a corpus into Parquet shards of (id, embedding); run again to resume a stopped run."""
-    from bivec.cli import _fail
     from bivec.corpus import Columns, CorpusConfig, CorpusError, EncoderSettings, RayOptions, embed_corpus
 
     config = CorpusConfig(
         columns=Columns(text=text_column, id=id_column, instruction=instruction_column),
-        encoder=EncoderSettings(model=model, pooling=pooling, max_length=max_length, dtype=dtype, normalize=normalize,
-                                truncate=truncate, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
-                                compile=compile),
+        encoder=EncoderSettings(model=model, adapters=tuple(adapter or ()), causal=causal, pooling=pooling,
+                                max_length=max_length, dtype=dtype, normalize=normalize, truncate=truncate,
+                                batch_size=batch_size, max_batch_tokens=max_batch_tokens, compile=compile,
+                                allow_pickle=allow_pickle, trust_remote_code=trust_remote_code),
         shard_size=shard_size,
         block_rows=block_rows,
         on_error=on_error,
@@ -60,5 +73,5 @@ def embed_corpus_command(
     try:
         summary = embed_corpus(input, output, config, show_progress=progress)
     except (CorpusError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(str(summary))

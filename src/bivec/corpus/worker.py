@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from bivec.encoder import DEFAULT_BATCH_SIZE
-from bivec.models.default import DEFAULT_MODEL_NAME
+from bivec.models.default import DEFAULT_BASE, DEFAULT_ENCODER
 
 
 @dataclass(frozen=True)
@@ -19,45 +19,53 @@ class EncoderSettings:
     """How each worker loads and runs its Encoder (see ``Encoder.from_pretrained`` / ``encode``).
 
     Over-long texts are bad rows unless ``truncate`` is True; ``max_batch_tokens`` is the
-    padded-token budget of one forward pass.
+    padded-token budget of one forward pass. ``pooling`` and ``max_length`` left at None come from
+    the checkpoint, as in every command.
 
     Example:
         >>> EncoderSettings(model="~/models/my-llm2vec", pooling="mean", normalize=True)  # doctest: +SKIP
     """
 
     model: str | None = None
-    pooling: str = "mean"
-    max_length: int = 512
+    adapters: tuple[str, ...] = ()
+    causal: bool = False
+    pooling: str | None = None
+    max_length: int | None = None
     dtype: str | None = None
     normalize: bool = False
     truncate: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
     max_batch_tokens: int | None = None
     compile: bool = False
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
 
     def check(self, *, load_model_here: bool) -> None:
         """Raise a ValueError naming the bad setting before any worker starts; the model path is
         checked only where this process would load it (a remote cluster has its own files)."""
         import torch
 
-        from bivec.models.loading import resolve_dtype, resolve_model_path
+        from bivec.models.checkpoint import resolve_checkpoint
+        from bivec.models.loading import resolve_dtype
         from bivec.pooling import check_pooling_mode
 
-        check_pooling_mode(self.pooling)
+        if self.pooling is not None:
+            check_pooling_mode(self.pooling)
         for name in ("max_length", "batch_size", "max_batch_tokens"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         resolve_dtype(self.dtype, torch.device("cpu"))
         if load_model_here:
-            resolve_model_path(self.model)
+            resolve_checkpoint(self.model, self.adapters, allow_pickle=self.allow_pickle)
 
     def identity(self) -> dict[str, Any]:
         """The settings that decide the vectors; recorded in the manifest and in shard names."""
-        model = f"bivec default: {DEFAULT_MODEL_NAME}" if self.model is None else str(Path(self.model).expanduser().resolve())
+        named = self.model is None or str(self.model) in (DEFAULT_ENCODER, DEFAULT_BASE)
+        model = f"bivec: {self.model or DEFAULT_ENCODER}" if named else str(Path(self.model).expanduser().resolve())
         fields = asdict(self)
-        for speed_only in ("batch_size", "max_batch_tokens", "compile"):
-            fields.pop(speed_only)
-        return {**fields, "model": model}
+        for not_in_vectors in ("batch_size", "max_batch_tokens", "compile", "allow_pickle", "trust_remote_code"):
+            fields.pop(not_in_vectors)
+        return {**fields, "model": model, "adapters": [str(Path(a).expanduser().resolve()) for a in self.adapters]}
 
 
 class BlockEncoder:
@@ -78,8 +86,9 @@ class BlockEncoder:
 
         self.settings = settings
         self.encoder = Encoder.from_pretrained(
-            settings.model, pooling=settings.pooling, max_length=settings.max_length, dtype=settings.dtype,
-            compile=settings.compile,
+            settings.model, adapters=list(settings.adapters), bidirectional=False if settings.causal else None,
+            pooling=settings.pooling, max_length=settings.max_length, dtype=settings.dtype, compile=settings.compile,
+            allow_pickle=settings.allow_pickle, trust_remote_code=settings.trust_remote_code,
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -3,51 +3,65 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 
+from bivec.cli_options import (
+    AdapterOption,
+    AllowPickleOption,
+    CausalOption,
+    CompileOption,
+    DtypeOption,
+    MaxLengthOption,
+    ModelOption,
+    PoolingOption,
+    TrustRemoteCodeOption,
+    fail,
+    load_options,
+)
 from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.evaluation.report import EvalResult, compare_markdown, compare_plot
-from bivec.precision import COMPILE_HELP, DTYPE_HELP
 
 app = typer.Typer(help="Evaluate encoders: STS, MTEB, word-level probes; compare result files.",
                   no_args_is_help=True, add_completion=False)
 
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Local model or checkpoint directory; default: the embedded model.")]
-Causal = Annotated[bool, typer.Option("--causal", help="Keep the model's causal attention.")]
-Pooling = Annotated[str, typer.Option(help="mean, weighted_mean, eos, last, bos or first.")]
-Dtype = Annotated[str, typer.Option(help=DTYPE_HELP)]
-Compile = Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)]
-MaxLength = Annotated[int, typer.Option(help="Tokens per text; longer texts are cut.")]
 BatchSize = Annotated[int, typer.Option(help="Texts per forward pass at most.")]
 Name = Annotated[Optional[str], typer.Option(help="Model label in tables and plots; default: model, attention, pooling.")]
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Result JSON file; default: eval-results/<kind>-<name>.json.")]
 Markdown = Annotated[Optional[Path], typer.Option(help="Also save the Markdown table to this file.")]
 
 
-def _fail(problem: Exception | str) -> NoReturn:
-    typer.echo(f"Error: {problem}", err=True)
-    raise typer.Exit(2)
+def _label(name: str | None, model: str | None, encoder, pooling: str | None = None) -> str:
+    from bivec.attention import is_bidirectional
 
-
-def _label(name: str | None, model: str | None, causal: bool, pooling: str) -> str:
     if name:
         return name
-    return f"{Path(model).name if model else 'default'}-{'causal' if causal else 'bidirectional'}-{pooling}"
+    attention = "bidirectional" if is_bidirectional(encoder.model) else "causal"
+    return f"{Path(model).name if model else 'default'}-{attention}-{pooling or encoder.pooling}"
 
 
-def _encoder(model: str | None, causal: bool, pooling: str, dtype: str | None, max_length: int, compile: bool):
-    from bivec.encoder import Encoder
+def _settings(model: str | None, encoder) -> dict:
+    """How the encoder was loaded, as resolved (checkpoint settings included), for the result file."""
+    from bivec.attention import is_bidirectional
 
-    try:
-        return Encoder.from_pretrained(model, bidirectional=not causal, pooling=pooling, dtype=dtype, max_length=max_length,
-                                       compile=compile)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        _fail(exc)
+    return dict(model=model, causal=not is_bidirectional(encoder.model), pooling=encoder.pooling,
+                max_length=encoder.max_length, dtype=str(encoder.model.dtype))
+
+
+def _check_output(output: Path | None, markdown: Path | None) -> None:
+    """Refuse result paths that could not be written, before the model loads and the work is done."""
+    for option, path in (("--output", output), ("--markdown", markdown)):
+        if path is not None and path.is_dir():
+            fail(f"{option} {path}: is a folder; give a file name")
+        if path is not None:
+            nearest = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+            if not nearest.is_dir() or not os.access(nearest, os.W_OK):
+                fail(f"{option} {path}: {nearest} is not a writable folder")
 
 
 def _finish(result: EvalResult, output: Path | None, markdown: Path | None) -> None:
@@ -68,35 +82,37 @@ def sts(
     split: Annotated[str, typer.Option(help="Split of --dataset.")] = "test",
     columns: Annotated[str, typer.Option(help="--dataset columns: sentence1,sentence2,score.")] = "sentence1,sentence2,score",
     instruction: Annotated[str, typer.Option(help="Instruction put before both sentences of every pair.")] = "",
-    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = "auto", compile: Compile = False,
-    max_length: MaxLength = 512, batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None,
-    markdown: Markdown = None,
+    model: ModelOption = None, adapter: AdapterOption = None, causal: CausalOption = False, pooling: PoolingOption = None,
+    dtype: DtypeOption = "auto", compile: CompileOption = False, max_length: MaxLengthOption = None,
+    allow_pickle: AllowPickleOption = False, trust_remote_code: TrustRemoteCodeOption = False,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None, markdown: Markdown = None,
 ) -> None:
     """Spearman and Pearson (x100) of cosine similarity against gold scores, per file and averaged."""
     from bivec.evaluation.sts import evaluate_pairs, read_sts_dataset, read_sts_file
 
     names = [c.strip() for c in columns.split(",")]
     if len(names) != 3 or not all(names):
-        _fail(f"--columns {columns!r}: expected three comma-separated names (sentence1,sentence2,score)")
+        fail(f"--columns {columns!r}: expected three comma-separated names (sentence1,sentence2,score)")
     if not files and not dataset:
-        _fail("give at least one STS file or --dataset")
+        fail("give at least one STS file or --dataset")
     try:  # read everything first, so a bad file fails before the model loads
         sources = [(Path(f).stem, read_sts_file(f)) for f in files or []]
         sources += [(Path(d).name or d, read_sts_dataset(d, split=split, sentence1=names[0], sentence2=names[1], score=names[2]))
                     for d in dataset or []]
     except (ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+        fail(exc)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code)
+    _check_output(output, markdown)
     start = time.perf_counter()
-    encoder = _encoder(model, causal, pooling, dtype, max_length, compile)
+    encoder = options.load()
     scores = {}
     for label, (gold, first, second) in sources:
         began = time.perf_counter()
         r = evaluate_pairs(encoder, gold, first, second, name=label, instruction=instruction, batch_size=batch_size)
         scores[label] = {"spearman": r.spearman, "pearson": r.pearson, "pairs": r.pairs,
                          "seconds": round(time.perf_counter() - began, 1)}
-    settings = dict(model=model, causal=causal, pooling=pooling, dtype=str(encoder.model.dtype), instruction=instruction,
-                    max_length=max_length)
-    _finish(EvalResult("sts", _label(name, model, causal, pooling), "spearman", scores, settings,
+    settings = _settings(model, encoder) | {"instruction": instruction}
+    _finish(EvalResult("sts", _label(name, model, encoder), "spearman", scores, settings,
                        round(time.perf_counter() - start, 1)), output, markdown)
 
 
@@ -107,34 +123,37 @@ def mteb(
     instructions: Annotated[Optional[Path], typer.Option(help="JSON file {task name: instruction}; default: each task's MTEB prompt.")] = None,
     no_instructions: Annotated[bool, typer.Option("--no-instructions", help="Encode every text without an instruction.")] = False,
     mteb_output: Annotated[Optional[Path], typer.Option(help="Folder for MTEB's own result files.")] = None,
-    model: Model = None, causal: Causal = False, pooling: Pooling = "mean", dtype: Dtype = "auto", compile: Compile = False,
-    max_length: MaxLength = 512, batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None,
-    markdown: Markdown = None,
+    model: ModelOption = None, adapter: AdapterOption = None, causal: CausalOption = False, pooling: PoolingOption = None,
+    dtype: DtypeOption = "auto", compile: CompileOption = False, max_length: MaxLengthOption = None,
+    allow_pickle: AllowPickleOption = False, trust_remote_code: TrustRemoteCodeOption = False,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None, markdown: Markdown = None,
 ) -> None:
     """Run MTEB tasks with per-task instructions (query side only for retrieval, both sides otherwise)."""
     from bivec.evaluation.mteb_wrapper import MTEBEncoder, load_mteb_tasks, local_sts_task, run_mteb
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     if not names and not local_sts:
-        _fail("give --tasks and/or --local-sts")
+        fail("give --tasks and/or --local-sts")
     mapping = {}
     if instructions is not None:
         try:
             mapping = json.loads(instructions.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            _fail(f"--instructions {instructions}: {exc}")
+            fail(f"--instructions {instructions}: {exc}")
         if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
-            _fail(f"--instructions {instructions}: expected a JSON object mapping task names to instruction strings")
+            fail(f"--instructions {instructions}: expected a JSON object mapping task names to instruction strings")
     try:
         loaded = [local_sts_task(f) for f in local_sts or []] + load_mteb_tasks(names)
     except (ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+        fail(exc)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code)
+    _check_output(output, markdown)
     start = time.perf_counter()
-    label = _label(name, model, causal, pooling)
-    wrapper = MTEBEncoder(_encoder(model, causal, pooling, dtype, max_length, compile), name=label, instructions=mapping,
-                          use_instructions=not no_instructions)
+    encoder = options.load()
+    label = _label(name, model, encoder)
+    wrapper = MTEBEncoder(encoder, name=label, instructions=mapping, use_instructions=not no_instructions)
     scores = run_mteb(wrapper, loaded, batch_size=batch_size, output_dir=mteb_output)
-    settings = dict(model=model, causal=causal, pooling=pooling, instructions=not no_instructions, tasks=list(scores))
+    settings = _settings(model, encoder) | {"instructions": not no_instructions, "tasks": list(scores)}
     _finish(EvalResult("mteb", label, "main_score", scores, settings, round(time.perf_counter() - start, 1)), output, markdown)
 
 
@@ -152,7 +171,9 @@ def word(
     test_sentences: Annotated[Optional[int], typer.Option(help="Score on the first N sentences of --test only.")] = None,
     allow_unseen_tags: Annotated[bool, typer.Option("--allow-unseen-tags", help="Score test tags absent from --train as errors instead of failing.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Word-feature cache; default: bivec's cache directory.")] = None,
-    model: Model = None, causal: Causal = False, dtype: Dtype = "auto", compile: Compile = False, max_length: MaxLength = 512,
+    model: ModelOption = None, adapter: AdapterOption = None, causal: CausalOption = False, dtype: DtypeOption = "auto",
+    compile: CompileOption = False, max_length: MaxLengthOption = None, allow_pickle: AllowPickleOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None, markdown: Markdown = None,
 ) -> None:
     """Linear probes on frozen word representations: accuracy for POS, span F1 for chunking and NER.
@@ -168,24 +189,26 @@ def word(
                    for t in task.split(",")]
         read_conll(train), read_conll(test)  # fail on bad files before loading the model
     except (ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+        fail(exc)
+    options = load_options(model, adapter, causal, None, max_length, dtype, compile, allow_pickle, trust_remote_code)
+    _check_output(output, markdown)
     start = time.perf_counter()
-    encoder = _encoder(model, causal, "mean", dtype, max_length, compile)
+    encoder = options.load()
     scores = {}
     for config in configs:
         began = time.perf_counter()
         try:
             r = evaluate_word_task(encoder, train, test, config, cache_dir=cache_dir)
         except ValueError as exc:
-            _fail(exc)
+            fail(exc)
         row = {"score": r.accuracy if r.main_metric == "accuracy" else r.f1, "accuracy": r.accuracy,
                "f1": r.f1, "precision": r.precision, "recall": r.recall}
         scores[config.task] = {k: v for k, v in row.items() if v is not None} | {"train_words": r.train_words, "test_words": r.test_words, "labels": r.labels,
                                      "seconds": round(time.perf_counter() - began, 1)}
-    settings = dict(model=model, causal=causal, word_pooling=word_pooling, retroactive=retroactive, max_iter=max_iter,
-                    l2=l2, train=str(train), train_sentences=train_sentences, test=str(test),
-                    test_sentences=test_sentences)
-    label = name or _label(None, model, causal, f"{word_pooling}-word")
+    settings = _settings(model, encoder) | dict(
+        word_pooling=word_pooling, retroactive=retroactive, max_iter=max_iter, l2=l2, train=str(train),
+        train_sentences=train_sentences, test=str(test), test_sentences=test_sentences)
+    label = _label(name, model, encoder, f"{word_pooling}-word")
     _finish(EvalResult("word", label, "score", scores, settings, round(time.perf_counter() - start, 1)), output, markdown)
 
 
@@ -203,7 +226,7 @@ def compare(
         if plot is not None:
             compare_plot(loaded, plot, title=title)
     except (ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(table)
     if markdown is not None:
         markdown.write_text(table + "\n", encoding="utf-8")

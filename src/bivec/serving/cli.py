@@ -7,8 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
+from bivec.cli_options import (
+    AdapterOption,
+    AllowPickleOption,
+    CausalOption,
+    CompileOption,
+    DtypeOption,
+    MaxLengthOption,
+    PoolingOption,
+    TrustRemoteCodeOption,
+    fail,
+    load_options,
+)
 from bivec.encoder import DEFAULT_BATCH_SIZE
-from bivec.precision import COMPILE_HELP, DTYPE_HELP
 
 SERVE_EXAMPLE = (
     "Example: bivec serve --port 8000 --api-key secret, then "
@@ -29,17 +40,21 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(
-    model: Annotated[Optional[str], typer.Argument(help="Model directory; default: the embedded model.")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="Model or encoder folder; default: the trained default encoder.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 8000,
     name: Annotated[Optional[str], typer.Option(help="Model id for clients; default: the directory's name.")] = None,
     api_key: Annotated[Optional[str], typer.Option(envvar="BIVEC_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1.")] = None,
-    pooling: Annotated[str, typer.Option(help="mean, weighted_mean, eos, last, bos or first.")] = "mean",
-    max_length: Annotated[int, typer.Option(help="Tokens per input.")] = 512,
+    adapter: AdapterOption = None,
+    causal: CausalOption = False,
+    pooling: PoolingOption = None,
+    max_length: MaxLengthOption = None,
     truncate: Annotated[bool, typer.Option(help="Cut longer inputs (--no-truncate: answer them with 413).")] = True,
     normalize: Annotated[bool, typer.Option(help="Return unit-length vectors, as OpenAI does.")] = True,
-    dtype: Annotated[Optional[str], typer.Option(help=DTYPE_HELP)] = "auto",
-    compile: Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)] = False,
+    dtype: DtypeOption = "auto",
+    compile: CompileOption = False,
+    allow_pickle: AllowPickleOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads; on a busy shared CPU 1 can be much faster.")] = None,
     max_inputs: Annotated[int, typer.Option(help="Inputs per request.")] = 2048,
     max_batch_tokens: Annotated[int, typer.Option(help="Tokens of the requests grouped into one batch; the encoder splits it into forward passes under its own budget.")] = 16384,
@@ -53,26 +68,25 @@ def serve(
     import torch
     import uvicorn
 
-    from bivec.cli import _fail
-    from bivec.encoder import Encoder
     from bivec.models.default import DEFAULT_MODEL_NAME
     from bivec.serving.app import create_app
     from bivec.serving.config import ServerConfig
 
     if threads is not None:
         if threads < 1:
-            _fail(f"--threads must be positive, got {threads}")
+            fail(f"--threads must be positive, got {threads}")
         torch.set_num_threads(threads)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code)
     try:
         config = ServerConfig(
             model_name=name or (DEFAULT_MODEL_NAME if model is None else model.rstrip("/").rsplit("/", 1)[-1]),
             normalize=normalize, max_inputs=max_inputs, truncate=truncate, max_batch_tokens=max_batch_tokens,
             max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue_texts=max_queue, api_key=api_key,
         )
-        encoder = Encoder.from_pretrained(model, pooling=pooling, max_length=max_length, dtype=dtype, compile=compile)
         sock = _bind(host, port)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        _fail(exc)
+        fail(exc)
+    encoder = options.load()
     encoder.encode(["warm up"], show_progress=False)
     bound_host, bound_port = sock.getsockname()[:2]
     typer.echo(f"bivec: serving {config.model_name!r} ({encoder.dim} dims) on http://{bound_host}:{bound_port}/v1")

@@ -7,6 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from bivec.cli_options import AllowPickleOption as AllowPickle
+from bivec.cli_options import TrustRemoteCodeOption as TrustRemoteCode
+from bivec.cli_options import fail
+
 app = typer.Typer(help="Train LLM2Vec stages: MNTP, unsupervised SimCSE, supervised contrastive.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -30,14 +34,7 @@ DeepSpeed = Annotated[Optional[Path], typer.Option(help="DeepSpeed JSON config (
 FSDP = Annotated[Optional[Path], typer.Option(help="JSON of accelerate FullyShardedDataParallelPlugin arguments.")]
 Scale = Annotated[Optional[float], typer.Option(help="Similarity scale of the InfoNCE loss.")]
 Chunk = Annotated[Optional[int], typer.Option(help="Texts per forward pass (GradCache); the loss is unchanged.")]
-AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) base or adapter weights; they can run code.")]
-TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Run code shipped with the model.")]
 Instruction = Annotated[str, typer.Option(help="Instruction for queries without their own; not pooled.")]
-
-
-def _fail(problem: Exception | str):
-    typer.echo(f"Error: {problem}", err=True)
-    raise typer.Exit(2)
 
 
 def _run(config, train) -> None:
@@ -46,7 +43,7 @@ def _run(config, train) -> None:
     try:
         log = train(config)
     except (ValueError, FileNotFoundError, TypeError, ImportError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"{log['stage']}: {log['steps']} steps in {log['wall_s']:.0f} s "
                f"({log['tokens_per_s']:.0f} tokens/s), final loss {log['history'][-1]['loss']:.4f}; "
                f"outputs in {config.output_dir}")
@@ -178,7 +175,7 @@ def llm2vec(
             supervised_stage=stage_settings(SupervisedConfig, supervised or [], "--supervised"))
         results = train_llm2vec(config)
     except (ValueError, FileNotFoundError, TypeError, ImportError) as exc:
-        _fail(exc)
+        fail(exc)
     for name, log in results["stages"].items():
         typer.echo(f"{name}: {log['steps']} steps in {log['wall_s']:.0f} s ({log['tokens_per_s']:.0f} tokens/s), "
                    f"final loss {log['final_loss']:.4f}")

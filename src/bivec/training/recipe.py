@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bivec.models.checkpoint import DEFAULT_SETTINGS, EncoderSettings, write_bivec_config
+from bivec.models.checkpoint import EncoderSettings, write_bivec_config
 from bivec.textio import atomic_write, check_writable_dir
 from bivec.training.config import ContrastiveConfig, MNTPConfig, SimCSEConfig, SupervisedConfig, TrainConfig
 
@@ -156,11 +156,12 @@ def train_llm2vec(config: LLM2VecConfig) -> dict[str, Any]:
     for name in _TOKENIZER_FILES:
         if (last / name).is_file():
             shutil.copy(last / name, out / name)
-    checkpoint_settings = EncoderSettings(getattr(stages[-1][1], "pooling"), DEFAULT_SETTINGS.max_length,
-                                          config.bidirectional)
-    base = json.loads((last / "bivec_config.json").read_text(encoding="utf-8"))["base"]
-    write_bivec_config(out, checkpoint_settings, base=_base_path(base),
+    # The folder stands for its last stage: the same settings, its whole stack.
+    last_config = json.loads((last / "bivec_config.json").read_text(encoding="utf-8"))
+    settings = EncoderSettings(last_config["pooling"], last_config["max_length"], config.bidirectional)
+    write_bivec_config(out, settings, base=_base_path(last_config["base"]),
                        adapters=[Path(s.output_dir) for _, s in stages])
+    results["max_length"] = settings.max_length
     if config.eval_files:
         results["scores"] = evaluate_folder(out, config.eval_files)
     atomic_write(out / RESULTS, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8"))
@@ -192,7 +193,7 @@ def model_card(config: LLM2VecConfig, results: dict[str, Any]) -> str:
     lines = ["# bivec LLM2Vec encoder", "",
              f"- base model: {config.model or 'bivec/default-base (SmolLM2-135M-Instruct)'}",
              f"- attention: {'bidirectional' if config.bidirectional else 'causal'}; pooling "
-             f"{getattr(config.stages()[-1][1], 'pooling')}; up to {DEFAULT_SETTINGS.max_length} tokens per text",
+             f"{getattr(config.stages()[-1][1], 'pooling')}; up to {results['max_length']} tokens per text",
              f"- data: {', '.join(str(d) for d in config.data) or 'none'}"
              + (f"; triplets: {', '.join(map(str, config.triplets))}" if config.triplets else
                 f"; SimCSE sentences: {', '.join(map(str, config.sentences))}"), "",

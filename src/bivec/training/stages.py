@@ -72,13 +72,15 @@ def _write_outputs(config: TrainConfig, stage: str, peft_model, tokenizer, check
     """The adapter, the base config and tokenizer, the encoder settings (``llm2vec_config.json``
     for the reference library, ``bivec_config.json`` with the whole stack, so that the folder
     loads on its own) and, apart from them, the training settings (``training_args.json``).
-    The encoder's length limit is the inference default, not the (short) training length."""
+    The encoder's length limit is the inference default (512, or the model's positions if fewer),
+    not the (short) training length."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     shutil.copy(checkpoint.base / "config.json", out / "config.json")
-    max_length = DEFAULT_SETTINGS.max_length
+    positions = getattr(peft_model.get_base_model().config.get_text_config(), "max_position_embeddings", None)
+    max_length = min(DEFAULT_SETTINGS.max_length, positions or DEFAULT_SETTINGS.max_length)
     llm2vec = {"pooling_mode": pooling, "max_length": max_length, "skip_instruction": True}
     (out / LLM2VEC_CONFIG).write_text(json.dumps(llm2vec, indent=1) + "\n", encoding="utf-8")
     write_bivec_config(out, EncoderSettings(pooling, max_length, config.bidirectional), base=checkpoint.base,

@@ -1,0 +1,91 @@
+"""What every ``bivec`` command shares: the options that load a model, and the error exit.
+
+Each option is declared here once, with its help and default, so that ``encode``, ``info``,
+``serve``, ``eval``, ``convert`` and ``embed-corpus`` load a model the same way; every load
+option left unset comes from the checkpoint (``bivec_config.json`` / ``llm2vec_config.json``),
+and a flag given wins. Subcommands import this module, never the root ``bivec.cli``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+
+import typer
+
+from bivec.precision import COMPILE_HELP, DTYPE_HELP
+
+if TYPE_CHECKING:
+    from bivec.encoder import Encoder
+
+ModelOption = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="Model or encoder folder (a `bivec train llm2vec` output loads as it is), published "
+    "LLM2Vec name in the local cache, bivec/default (the trained default, used when not given) or "
+    "bivec/default-base (its untrained base).")]
+AdapterOption = Annotated[Optional[list[str]], typer.Option("--adapter", help="LoRA adapter merged on top, in order; repeatable.")]
+CausalOption = Annotated[bool, typer.Option("--causal", help="Keep the model's causal attention.")]
+PoolingOption = Annotated[Optional[str], typer.Option(
+    help="mean, weighted_mean, eos, last, bos or first; default: the checkpoint's, else mean.")]
+MaxLengthOption = Annotated[Optional[int], typer.Option(
+    help="Tokens per text; longer texts are cut. Default: the checkpoint's, else 512.")]
+DtypeOption = Annotated[Optional[str], typer.Option(help=DTYPE_HELP)]
+CompileOption = Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)]
+AllowPickleOption = Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights; they can run code.")]
+TrustRemoteCodeOption = Annotated[bool, typer.Option("--trust-remote-code", help="Run code shipped with the model.")]
+
+
+def fail(problem: Exception | str) -> NoReturn:
+    """Print ``Error: problem`` on stderr and exit with status 2 (bad input)."""
+    typer.echo(f"Error: {problem}", err=True)
+    raise typer.Exit(2)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """The command-line options that load an encoder; ``None`` leaves a setting to the checkpoint.
+
+    Example:
+        >>> LoadOptions(model="out/encoder", causal=False).load()  # doctest: +SKIP
+    """
+
+    model: str | None = None
+    adapters: tuple[str, ...] = ()
+    causal: bool = False
+    pooling: str | None = None
+    max_length: int | None = None
+    dtype: str | None = "auto"
+    compile: bool = False
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    def encoder_kwargs(self) -> dict:
+        """Keyword arguments of ``Encoder.from_pretrained`` (after the path)."""
+        return dict(adapters=list(self.adapters), bidirectional=False if self.causal else None, pooling=self.pooling,
+                    max_length=self.max_length, dtype=self.dtype, allow_pickle=self.allow_pickle,
+                    trust_remote_code=self.trust_remote_code, compile=self.compile)
+
+    def load(self) -> Encoder:
+        """The encoder, or exit 2 with the error when the model cannot be loaded as asked."""
+        from bivec.encoder import Encoder
+
+        try:
+            return Encoder.from_pretrained(self.model, **self.encoder_kwargs())
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            fail(exc)
+
+
+def load_options(model: str | None, adapter: list[str] | None, causal: bool, pooling: str | None,
+                 max_length: int | None, dtype: str | None, compile: bool, allow_pickle: bool,
+                 trust_remote_code: bool) -> LoadOptions:
+    """:class:`LoadOptions` from a command's parsed options, checked before any model loads."""
+    if max_length is not None and max_length < 1:
+        fail(f"--max-length must be positive, got {max_length}")
+    if pooling is not None:
+        from bivec.pooling import check_pooling_mode
+
+        try:
+            check_pooling_mode(pooling)
+        except ValueError as exc:
+            fail(f"--pooling: {exc}")
+    return LoadOptions(model, tuple(adapter or ()), causal, pooling, max_length, dtype, compile, allow_pickle,
+                       trust_remote_code)
