@@ -68,6 +68,8 @@ def test_skip_writes_every_bad_row_to_the_errors_file(tiny_model_dir, tmp_path):
     path = bad_corpus(tmp_path)
     summary = embed_corpus(path, tmp_path / "out", config(tiny_model_dir, on_error="skip", encoder={"max_length": 30}))
     assert (summary.rows, summary.errors) == (30, 6)
+    # The over-long row is refused by the worker, inside a shard: it is not counted as embedded.
+    assert summary.rows_this_run == 30 and "; 30 rows embedded in " in str(summary)
     assert f"6 bad rows listed in {tmp_path / 'out/errors.jsonl'}" in str(summary)
     ids, _ = read_embeddings(tmp_path / "out")
     assert ids == [f"g{i}" for i in range(30)]

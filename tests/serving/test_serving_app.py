@@ -267,3 +267,33 @@ def test_metrics_count_requests_and_texts(serve):
 def test_config_rejects_bad_values(field, value, message):
     with pytest.raises(ValueError, match=message):
         ServerConfig(**{field: value})
+
+
+def test_a_lone_surrogate_is_a_400_in_the_openai_shape(serve):
+    with serve() as server:
+        for body, where in (('{"input": ["a dog", "bad \\ud800 text"]}', "input[1]"),
+                            ('{"input": "a dog", "instruction": "\\udfff"}', "instruction")):
+            response = server.post("/v1/embeddings", content=body.encode(), headers={"content-type": "application/json"})
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["message"].startswith(f"{where} is not valid Unicode: a lone surrogate")
+            assert error["type"] == "invalid_request_error"
+        assert embed(server, {"input": "a dog"}).status_code == 200
+
+
+def test_a_body_that_is_not_json_is_named_by_its_content_type(serve):
+    with serve() as server:
+        response = server.post("/v1/embeddings", content=b"input=a dog", headers={"content-type": "application/x-www-form-urlencoded"})
+        assert response.status_code == 400
+        assert response.json()["error"]["message"] == (
+            "send the request body as JSON with 'Content-Type: application/json' (got 'application/x-www-form-urlencoded')")
+
+
+def test_the_api_description_needs_the_key_too(serve):
+    with serve(api_key="secret") as server:
+        assert server.get("/openapi.json").status_code == 401
+        assert server.get("/docs").status_code == 404
+        described = server.get("/openapi.json", headers={"Authorization": "Bearer secret"})
+        assert described.status_code == 200 and "/v1/embeddings" in described.json()["paths"]
+    with serve() as server:
+        assert server.get("/openapi.json").status_code == 200 and server.get("/docs").status_code == 200

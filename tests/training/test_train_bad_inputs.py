@@ -182,3 +182,13 @@ def test_supervised_trains_with_its_hard_negatives(tmp_path, tiny_lm_dir):
     assert log["tokens"] == sum(len(t.split()) + 1 for t in ["a man plays", "music", "a dog", "the cat",
                                                               "a cat sits", "the market"])
     assert os.path.isfile(tmp_path / "o" / "adapter_model.safetensors")
+
+
+def test_every_train_command_has_the_opt_in_the_refusal_names():
+    from typer.testing import CliRunner
+
+    from bivec.cli import app
+
+    for stage in ("mntp", "simcse", "supervised", "llm2vec"):
+        result = CliRunner().invoke(app, ["train", stage, "--help"], env={"COLUMNS": "200"})
+        assert "--allow-pickle" in result.output and "--trust-remote-code" in result.output, stage

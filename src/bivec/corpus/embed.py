@@ -173,8 +173,10 @@ def embed_corpus(
             pending.append(shard)
         else:
             errors.extend(kept)
-    rows_this_run = sum(s.stop - s.start for s in pending)
+    known_errors = len(errors)
     _run(corpus, pending, config, output, errors, show_progress)
+    # Rows the workers refused (say, too long) were in the pending shards but are not embedded.
+    rows_this_run = sum(s.stop - s.start for s in pending) - (len(errors) - known_errors)
 
     errors.sort(key=lambda e: (e["file"], e.get("line", e.get("row", 0))))
     write_errors(output / ERRORS, errors)

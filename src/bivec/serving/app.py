@@ -41,9 +41,11 @@ def _error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
-def _validation_error(exc: RequestValidationError) -> ApiError:
+def _validation_error(exc: RequestValidationError, content_type: str) -> ApiError:
     """One message naming each bad field; 400 when the body is not a JSON object at all."""
     errors = exc.errors()
+    if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
+        return ApiError(400, f"send the request body as JSON with 'Content-Type: application/json' (got {content_type!r})")
     for error in errors:
         if error["type"] == "json_invalid":
             return ApiError(400, f"request body is not valid JSON: {error.get('ctx', {}).get('error', error['msg'])}")
@@ -77,7 +79,11 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
         yield
         await batcher.stop()
 
-    app = FastAPI(title="bivec embeddings", lifespan=lifespan)
+    # With an API key, the API's description is behind the key too; the interactive pages, which a
+    # browser cannot send the key from, are off.
+    keyed = config.api_key is not None
+    app = FastAPI(title="bivec embeddings", lifespan=lifespan, openapi_url=None if keyed else "/openapi.json",
+                  docs_url=None if keyed else "/docs", redoc_url=None if keyed else "/redoc")
     app.state.batcher, app.state.metrics, app.state.config = batcher, metrics, config
 
     @app.middleware("http")
@@ -94,8 +100,12 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
         return _error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error_response(_validation_error(exc))
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error_response(_validation_error(exc, request.headers.get("content-type", "")))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return _error_response(ApiError(500, f"internal error: {type(exc).__name__}: {exc}"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -123,6 +133,7 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
         if len(texts) > config.max_inputs:
             raise ApiError(413, f"input has {len(texts)} items; this server takes at most {config.max_inputs} "
                                 "per request", param="input")
+        _check_unicode(texts, body.instruction)
         items = [[body.instruction, text] for text in texts] if body.instruction else texts
         try:
             tokenized = await run_in_threadpool(encoder.tokenize, items, truncate=config.truncate)
@@ -153,6 +164,11 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
 
     app.include_router(v1)
 
+    if keyed:
+        @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(_authorize)])
+        async def openapi() -> dict:
+            return app.openapi()
+
     @app.get("/health")
     async def health() -> JSONResponse:
         ready = batcher.running
@@ -165,6 +181,17 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _check_unicode(texts: list[str], instruction: str | None) -> None:
+    """JSON's \\ud800-style escapes can carry lone surrogates, which are not text: refuse them by name."""
+    fields = [(f"input[{i}]", t) for i, t in enumerate(texts)] + ([("instruction", instruction)] if instruction else [])
+    for name, text in fields:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ApiError(400, f"{name} is not valid Unicode: a lone surrogate (U+{ord(text[exc.start]):04X}) at "
+                                f"character {exc.start}", param=name.split("[")[0]) from None
 
 
 def _encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
