@@ -61,15 +61,38 @@ def test_eager_and_sdpa_agree(arch):
     torch.testing.assert_close(states(eager, ids, mask), states(sdpa, ids, mask), atol=1e-5, rtol=1e-4)
 
 
-def test_sliding_window_becomes_symmetric():
-    model = make_bidirectional(tiny_model("mistral", "sdpa", sliding_window=3, num_hidden_layers=1))
-    far = IDS.clone()
-    far[0, 6] = 50  # outside a window of 3 around token 2: no effect after one layer
-    near = IDS.clone()
-    near[0, 3] = 50  # inside the window, but later: bidirectional attention must see it
-    base = states(model, IDS)
-    torch.testing.assert_close(states(model, far)[0, 2], base[0, 2])
-    assert (states(model, near)[0, 2] - base[0, 2]).abs().max() > 1e-3
+def _seen_by(model, position: int, length: int = 9) -> list[int]:
+    """The positions whose token changes ``position``'s final state (one layer: its attention window)."""
+    ids = torch.randint(10, 100, (1, length), generator=torch.Generator().manual_seed(0))
+    base = states(model, ids)
+    seen = []
+    for k in range(length):
+        changed = ids.clone()
+        changed[0, k] = (changed[0, k] + 7) % 90 + 10
+        if (states(model, changed)[0, position] - base[0, position]).abs().max() > 1e-6:
+            seen.append(k)
+    return seen
+
+
+@pytest.mark.parametrize("arch,impl,overrides", [
+    ("mistral", "eager", {}), ("mistral", "sdpa", {}), ("gemma2", "eager", {"layer_types": ["sliding_attention"]}),
+])
+def test_sliding_window_becomes_symmetric_with_the_models_own_width(arch, impl, overrides):
+    model = tiny_model(arch, impl, sliding_window=3, num_hidden_layers=1, **overrides)
+    # Causal: the token itself and the 2 before it (a width of 3). Bidirectional: 2 on each side,
+    # not transformers' 3 on each side.
+    assert _seen_by(model, 4) == [2, 3, 4]
+    make_bidirectional(model)
+    assert _seen_by(model, 4) == [2, 3, 4, 5, 6]
+    padded = torch.cat([torch.zeros(1, 2, dtype=torch.long), IDS], 1)
+    mask = torch.cat([torch.zeros(1, 2, dtype=torch.long), torch.ones_like(IDS)], 1)
+    torch.testing.assert_close(states(model, padded, mask)[0, 2:], states(model, IDS)[0], atol=1e-5, rtol=1e-4)
+
+
+def test_full_layers_beside_sliding_ones_see_everything():
+    model = make_bidirectional(tiny_model("gemma2", "eager", sliding_window=3, num_hidden_layers=2,
+                                          layer_types=["full_attention", "sliding_attention"]))
+    assert _seen_by(model, 4) == list(range(9))
 
 
 def test_switch_back_to_causal():

@@ -95,16 +95,44 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def last_hidden_state(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The final hidden states of a base, causal-LM or peft-wrapped model, with positions that
-    ignore padding. The LM head is skipped: embeddings never need logits."""
+    ignore padding and, for bidirectional sliding-window layers, a symmetric window (see
+    :func:`sliding_window_masks`). The LM head is skipped: embeddings never need logits. Encoding
+    and every training stage run their forward passes through this function."""
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
     decoder = getattr(model, "base_model", model)
     return decoder(
         input_ids=input_ids,
-        attention_mask=attention_mask,
+        attention_mask=sliding_window_masks(decoder, input_ids, attention_mask),
         position_ids=position_ids_from_mask(attention_mask),
         use_cache=False,
     ).last_hidden_state
+
+
+def sliding_window_masks(decoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """The attention mask to hand ``decoder``: the 2D padding mask as it is, except for a
+    bidirectional model with sliding-window layers. There, transformers' bidirectional window lets a
+    token see ``sliding_window`` tokens on each side, one more behind it than the causal rule it was
+    trained with (``sliding_window - 1`` behind, itself included in the width); bivec builds the
+    symmetric window of the model's own width instead, ``|i - j| < sliding_window``, with
+    transformers' mask builders. Models with both layer types get one mask per type."""
+    config = decoder.config.get_text_config()
+    window = getattr(config, "sliding_window", None)
+    if not isinstance(window, int) or window < 1 or not is_bidirectional(decoder):
+        return attention_mask
+    from transformers.masking_utils import create_bidirectional_mask
+
+    def within(batch_idx, head_idx, q_idx, kv_idx):
+        return (q_idx - kv_idx).abs() < window
+
+    # Only the shape, dtype and device of the embeddings matter to the mask builders.
+    dtype = next(decoder.parameters()).dtype
+    embeds = torch.empty((*input_ids.shape, 0), dtype=dtype, device=input_ids.device)
+    sliding = create_bidirectional_mask(config, embeds, attention_mask, and_mask_function=within)
+    if "full_attention" in (getattr(config, "layer_types", None) or ()):
+        return {"full_attention": create_bidirectional_mask(config, embeds, attention_mask),
+                "sliding_attention": sliding}
+    return sliding
 
 
 def _probe_ids(model: nn.Module, length: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from bivec.attention import position_ids_from_mask
+from bivec.attention import last_hidden_state
 from bivec.pooling import pool
 
 
@@ -57,13 +57,7 @@ class Embedder(nn.Module):
         self.pooling = pooling
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.decoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask),
-            use_cache=False,
-        ).last_hidden_state
-        return pool(hidden, pooling_mask, self.pooling)
+        return pool(last_hidden_state(self.decoder, input_ids, attention_mask), pooling_mask, self.pooling)
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bivec.attention import position_ids_from_mask
+from bivec.attention import last_hidden_state
 
 NEW_MASK_TOKEN = "<|bivec_mask|>"
 
@@ -118,12 +118,7 @@ class MNTPModel(nn.Module):
         self.lm = lm
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        hidden = self.lm.get_decoder()(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask),
-            use_cache=False,
-        ).last_hidden_state
+        hidden = last_hidden_state(self.lm.get_decoder(), input_ids, attention_mask)
         targets = labels[:, 1:]
         keep = targets != -100
         if not keep.any():

@@ -1,0 +1,158 @@
+"""The paper's ablation on the default model: which of bidirectional attention, MNTP and
+SimCSE / supervised training makes the encoder, on the shared STS files and CoNLL-2003 probes.
+
+Rows: causal; Bi; Bi+MNTP; Bi+SimCSE (no MNTP); causal+SimCSE; Bi+MNTP+SimCSE;
+Bi+MNTP+supervised (SICK triplets: non-commercial, so a benchmark row, never shipped). Each row:
+Spearman x100 per STS file and their average, word-probe token accuracy (the paper's metric for
+all three tasks) and span F1 for chunking and NER, training wall time and tokens/s.
+
+Trained rows reuse the shipped recipe's folder (``python scripts/default_encoder.py`` makes it:
+its MNTP stage is Bi+MNTP, the whole folder Bi+MNTP+SimCSE); the others are trained here with the
+same stage settings. A row is recorded, with the command that made it and the CPU, in
+``benchmarks/results/ablation.json`` as soon as it is done, and a later run skips recorded rows, so
+the table can be completed over several runs on 2 cores (each trained row takes 15-40 minutes).
+
+Usage: python benchmarks/llm2vec_ablation.py [--rows causal,bi,...] [--redo] [--probe-sentences 2000,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from _common import SHARED_DATA, cpu_description, print_table
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "ablation.json"
+sys.path.insert(0, str(ROOT / "scripts"))
+from default_encoder import RECIPE  # noqa: E402  (the shipped recipe's stage settings)
+
+STS = ["sts12", "sts13", "sts14", "sick_trial"]
+TASKS = ["pos", "chunking", "ner"]
+ROWS = {
+    "causal": "causal",
+    "bi": "Bi",
+    "bi+mntp": "Bi+MNTP",
+    "bi+simcse": "Bi+SimCSE",
+    "causal+simcse": "causal+SimCSE",
+    "bi+mntp+simcse": "Bi+MNTP+SimCSE",
+    "bi+mntp+supervised": "Bi+MNTP+supervised",
+}
+# Supervised on 1,299 SICK triplets, sized like the SimCSE stage (the paper: batch 512, 1000 steps).
+SUPERVISED = ["--supervised", "steps=300", "--supervised", "batch_size=64", "--supervised", "chunk_size=32",
+              "--supervised", "max_length=64", "--supervised", "learning_rate=2e-4", "--supervised", "warmup_steps=30",
+              "--supervised", "lora_r=8", "--supervised", "save_steps=25"]
+
+
+def _recipe(out: Path, *extra: str) -> Path:
+    """Train a recipe folder with the shipped stage settings (skipped when already there)."""
+    from bivec.cli import app
+
+    argv = ["train", "llm2vec", str(SHARED_DATA / "text" / "wikitext2_valid.txt"), "--model", "bivec/default-base",
+            "-o", str(out), *RECIPE, *extra]
+    app(argv, standalone_mode=False)
+    return out
+
+
+def _stages(folder: Path) -> dict:
+    """Wall time and tokens/s of the folder's training stages, from their logs."""
+    logs = {}
+    for stage in json.loads((folder / "bivec_config.json").read_text())["adapters"]:
+        log = json.loads((folder / stage / "training_log.json").read_text())
+        logs[Path(stage).name] = {"wall_s": log["wall_s"], "tokens_per_s": log["tokens_per_s"], "steps": log["steps"]}
+    return logs
+
+
+def model_for(row: str, work: Path) -> tuple[str, dict, dict]:
+    """(model folder or name, Encoder.from_pretrained options, training logs) of a row, training it if needed."""
+    default = ROOT / "results" / "default-encoder"
+    if row in ("causal", "bi"):
+        return "bivec/default-base", {"bidirectional": row == "bi"}, {}
+    if row in ("bi+mntp", "bi+mntp+simcse"):
+        if not (default / "results.json").is_file():
+            _recipe(default)
+        folder = default / "mntp" if row == "bi+mntp" else default
+        return str(folder), {}, _stages(folder)
+    extra = {"bi+simcse": ["--no-mntp"], "causal+simcse": ["--no-mntp", "--causal"],
+             "bi+mntp+supervised": ["--triplets", str(SHARED_DATA / "nli" / "sick_train_triplets.jsonl"), *SUPERVISED]}
+    folder = _recipe(work / row, *extra[row])
+    return str(folder), {}, _stages(folder)
+
+
+def evaluate(model: str, options: dict, probe_sentences: tuple[int, int], retroactive: str) -> dict:
+    """STS and probe scores of one row; MNTP rows read word i at the token before it, as the paper does."""
+    from bivec import Encoder
+    from bivec.evaluation.probes import ProbeConfig, evaluate_word_task
+    from bivec.evaluation.sts import evaluate_sts
+
+    encoder = Encoder.from_pretrained(model, dtype="float32", **options)
+    start = time.perf_counter()
+    sts = {name: round(evaluate_sts(encoder, SHARED_DATA / "sts" / f"{name}.tsv").spearman, 2) for name in STS}
+    sts_s = time.perf_counter() - start
+    probes = {}
+    for task in TASKS:
+        config = ProbeConfig(task=task, retroactive=retroactive,
+                             train_sentences=probe_sentences[0], test_sentences=probe_sentences[1])
+        result = evaluate_word_task(encoder, SHARED_DATA / "conll2003" / "train.txt",
+                                    SHARED_DATA / "conll2003" / "valid.txt", config)
+        probes[task] = {"accuracy": round(result.accuracy, 2), "f1": None if result.f1 is None else round(result.f1, 2),
+                        "retroactive": config.retroactive}
+    return {"sts": sts, "average": round(sum(sts.values()) / len(sts), 2), "probes": probes,
+            "eval_s": round(time.perf_counter() - start, 1), "sts_eval_s": round(sts_s, 1)}
+
+
+def table(results: dict) -> None:
+    columns = ["row", *STS, "average", *[f"{t} acc" for t in TASKS], "chunking F1", "ner F1", "training s", "tokens/s"]
+    rows = []
+    for key, label in ROWS.items():
+        if key not in results["rows"]:
+            rows.append([label, *["(not run)"] + [""] * (len(columns) - 2)])
+            continue
+        r = results["rows"][key]
+        stages = r["training"]
+        rows.append([label, *[f"{r['sts'][s]:.2f}" for s in STS], f"{r['average']:.2f}",
+                     *[f"{r['probes'][t]['accuracy']:.2f}" for t in TASKS],
+                     f"{r['probes']['chunking']['f1']:.2f}", f"{r['probes']['ner']['f1']:.2f}",
+                     " + ".join(f"{s['wall_s']:.0f}" for s in stages.values()) or "-",
+                     " / ".join(f"{s['tokens_per_s']:.0f}" for s in stages.values()) or "-"])
+    print_table(columns, rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to run: " + ", ".join(ROWS))
+    parser.add_argument("--redo", action="store_true", help="run rows that are already recorded again")
+    parser.add_argument("--probe-sentences", default="2000,1000",
+                        help="CoNLL-2003 sentences the probes train and test on (train,valid)")
+    parser.add_argument("--work", type=Path, default=ROOT / "results" / "ablation", help="folder for the trained rows")
+    args = parser.parse_args()
+    wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in wanted if r not in ROWS]
+    if unknown:
+        parser.error(f"--rows: unknown {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    probe = tuple(int(n) for n in args.probe_sentences.split(","))
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": {}}
+    print(f"CPU: {cpu_description()}", flush=True)
+    for row in wanted:
+        if row in results["rows"] and not args.redo:
+            print(f"{ROWS[row]}: recorded, kept", flush=True)
+            continue
+        print(f"{ROWS[row]}: running", flush=True)
+        model, options, training = model_for(row, args.work)
+        retroactive = "next_token" if "mntp" in row else "none"
+        result = evaluate(model, options, probe, retroactive) | {"training": training, "cpu": cpu_description(),
+                                                     "probe_sentences": list(probe),
+                                                     "command": " ".join(shlex.quote(a) for a in sys.argv)}
+        results["rows"][row] = result
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"{ROWS[row]}: average {result['average']:.2f}, recorded in {RESULTS}", flush=True)
+    table(results)
+
+
+if __name__ == "__main__":
+    main()
