@@ -89,3 +89,14 @@ def _precision_check_off(tmp_path_factory):
         patch.setattr(precision, "_cache_path", lambda: cache)
         patch.setattr(precision, "candidates", lambda device: [])
         yield real
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Make any model load an assertion failure, for bad inputs that must be refused before it."""
+    from bivec import Encoder
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad input was refused")
+
+    monkeypatch.setattr(Encoder, "from_pretrained", refuse)

@@ -7,19 +7,10 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from bivec import Encoder
 from bivec.cli import app
 from bivec.evaluation.report import EvalResult
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def no_loading(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded before the bad input was refused")
-
-    monkeypatch.setattr(Encoder, "from_pretrained", refuse)
 
 
 @pytest.mark.parametrize("content,extra,message", [

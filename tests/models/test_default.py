@@ -1,6 +1,7 @@
 """The embedded default model, end to end: conversion from GGUF, reuse, and encoding invariances."""
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,22 @@ def test_instruction_uses_the_chat_template(encoder):
     text = encoder.tokenizer.decode([t for t, m in zip(item.input_ids, item.pooling_mask) if m])
     assert text.strip() == "A man plays a guitar."
     assert encoder.tokenizer.decode(item.input_ids).startswith("<|im_start|>")
+
+
+def test_the_shipped_encoder_is_the_default_and_beats_its_base_on_sick_trial(model_dir):
+    from bivec.evaluation.sts import evaluate_sts
+    from bivec.models.checkpoint import resolve_checkpoint
+
+    shipped = default.shipped_encoder_dir()
+    assert shipped is not None, "src/bivec/data/default-encoder is missing: run scripts/default_encoder.py"
+    weights = sorted(shipped.rglob("adapter_model.safetensors"))
+    assert [p.parent.name for p in weights] == ["mntp", "simcse"]
+    assert sum(p.stat().st_size for p in weights) <= 12 * 2**20
+    checkpoint = resolve_checkpoint(None)
+    assert checkpoint.base == model_dir and checkpoint.adapters == (shipped / "mntp", shipped / "simcse")
+    assert resolve_checkpoint("bivec/default-base").adapters == ()
+    # ../shared beside the checkout, as in CI's fresh clone.
+    sick = Path(__file__).resolve().parents[3] / "shared" / "data" / "sts" / "sick_trial.tsv"
+    trained = evaluate_sts(Encoder.from_pretrained(dtype="float32"), sick).spearman
+    base = evaluate_sts(Encoder.from_pretrained("bivec/default-base", dtype="float32"), sick).spearman
+    assert trained > base + 10, (trained, base)
