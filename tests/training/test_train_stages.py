@@ -172,3 +172,15 @@ def test_mntp_with_a_new_mask_token_trains_and_loads(tmp_path, tiny_lm_dir, text
     vectors = encoder.encode(texts)
     assert vectors.shape == (2, plain.dim) and np.isfinite(vectors).all()
     assert not np.allclose(vectors[0], plain.encode(texts[:1])[0]), "the adapter changed the model"
+
+
+def test_contrastive_merge_writes_one_folder_with_every_adapter(tmp_path, tiny_lm_dir, text_file):
+    mntp_dir, simcse_dir = tmp_path / "mntp", tmp_path / "simcse"
+    train_mntp(_config("mntp", tiny_lm_dir, text_file, mntp_dir, learning_rate=1e-2))
+    train_simcse(_config("simcse", tiny_lm_dir, text_file, simcse_dir, adapters=[mntp_dir], learning_rate=1e-2,
+                         merge=True))
+    texts = ["a man plays a guitar .", "the dog runs in the park ."]
+    stacked = Encoder.from_pretrained(simcse_dir).encode(texts)
+    merged = Encoder.from_pretrained(simcse_dir / "merged")
+    assert json.loads((simcse_dir / "merged" / "bivec_config.json").read_text())["pooling"] == "mean"
+    np.testing.assert_allclose(merged.encode(texts), stacked, atol=1e-5)

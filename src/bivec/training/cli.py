@@ -34,6 +34,7 @@ DeepSpeed = Annotated[Optional[Path], typer.Option(help="DeepSpeed JSON config (
 FSDP = Annotated[Optional[Path], typer.Option(help="JSON of accelerate FullyShardedDataParallelPlugin arguments.")]
 Scale = Annotated[Optional[float], typer.Option(help="Similarity scale of the InfoNCE loss.")]
 Chunk = Annotated[Optional[int], typer.Option(help="Texts per forward pass (GradCache); the loss is unchanged.")]
+Merge = Annotated[bool, typer.Option("--merge", help="Also save the model with every adapter merged in OUTPUT/merged.")]
 Instruction = Annotated[str, typer.Option(help="Instruction for queries without their own; not pooled.")]
 
 
@@ -68,7 +69,7 @@ def mntp(data: Data, output: Output = Path("bivec-mntp"), model: Model = None, a
          mask_ratio: Annotated[Optional[float], typer.Option(help="Fraction of tokens masked.")] = None,
          mask_token: Annotated[Optional[str], typer.Option(help="auto (the tokenizer's, else '_'), new, or an existing token.")] = None,
          pack: Annotated[bool, typer.Option(help="Pack texts into full blocks (--no-pack: truncate each).")] = True,
-         merge: Annotated[bool, typer.Option("--merge", help="Also save the merged model in OUTPUT/merged.")] = False) -> None:
+         merge: Merge = False) -> None:
     """Masked next-token prediction with LoRA on the bidirectional model (stage 1)."""
     from bivec.training import MNTPConfig, train_mntp
 
@@ -85,14 +86,15 @@ def simcse(data: Data, output: Output = Path("bivec-simcse"), model: Model = Non
            resume: Resume = False, precision: Precision = "auto", gradient_checkpointing: GradCkpt = False,
            deepspeed: DeepSpeed = None, fsdp: FSDP = None, allow_pickle: AllowPickle = False,
            trust_remote_code: TrustRemoteCode = False, scale: Scale = None, chunk_size: Chunk = None,
-           dropout: Annotated[Optional[float], typer.Option(help="Attention dropout making the two views differ.")] = None) -> None:
+           dropout: Annotated[Optional[float], typer.Option(help="Attention dropout making the two views differ.")] = None,
+           merge: Merge = False) -> None:
     """Unsupervised SimCSE, one sentence per line, on top of the MNTP adapter (stage 2)."""
     from bivec.training import SimCSEConfig, train_simcse
 
     common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
                      seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle,
                      trust_remote_code)
-    _run(SimCSEConfig(**common, scale=scale, chunk_size=chunk_size, dropout=dropout), train_simcse)
+    _run(SimCSEConfig(**common, scale=scale, chunk_size=chunk_size, dropout=dropout, merge=merge), train_simcse)
 
 
 @app.command(epilog="Example: bivec train supervised ../shared/data/nli/sick_train_triplets.jsonl --adapter out/mntp "
@@ -103,14 +105,15 @@ def supervised(data: Data, output: Output = Path("bivec-supervised"), model: Mod
                resume: Resume = False, precision: Precision = "auto", gradient_checkpointing: GradCkpt = False,
                deepspeed: DeepSpeed = None, fsdp: FSDP = None, allow_pickle: AllowPickle = False,
                trust_remote_code: TrustRemoteCode = False, scale: Scale = None, chunk_size: Chunk = None,
-               instruction: Instruction = "") -> None:
+               instruction: Instruction = "", merge: Merge = False) -> None:
     """Supervised contrastive training on (query, positive, negatives) JSONL/CSV rows (stage 2)."""
     from bivec.training import SupervisedConfig, train_supervised
 
     common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
                      seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle,
                      trust_remote_code)
-    _run(SupervisedConfig(**common, scale=scale, chunk_size=chunk_size, instruction=instruction), train_supervised)
+    _run(SupervisedConfig(**common, scale=scale, chunk_size=chunk_size, instruction=instruction, merge=merge),
+         train_supervised)
 
 
 def _command_line(context: typer.Context) -> str:

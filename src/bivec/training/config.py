@@ -20,7 +20,8 @@ class TrainConfig:
     made with other settings. The base model and adapters load as the encoder loads them:
     safetensors only unless ``allow_pickle``, shipped code only with ``trust_remote_code``.
     ``bidirectional=False`` trains with the model's causal attention (the paper's ablation), and
-    the output says so, so that it is encoded causally too.
+    the output says so, so that it is encoded causally too. ``merge`` also writes the model with
+    every adapter merged into ``output_dir/merged`` (a plain Hugging Face folder).
     """
 
     data: list[Any] = field(default_factory=list)
@@ -49,6 +50,7 @@ class TrainConfig:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     bidirectional: bool = True
+    merge: bool = False
 
     def validate(self) -> None:
         """Raise a ValueError naming the first bad setting."""
@@ -86,7 +88,6 @@ class MNTPConfig(TrainConfig):
     mask_ratio: float = 0.2
     mask_token: str = "auto"
     pack: bool = True
-    merge: bool = False
 
     def validate(self) -> None:
         super().validate()

@@ -108,8 +108,10 @@ def _finished(config: TrainConfig) -> dict | None:
     saved = json.loads((out / TRAINING_ARGS).read_text(encoding="utf-8"))["config"]
     current = json.loads(json.dumps({k: v for k, v in asdict(config).items() if k != "data"}, default=str))
     current["data"] = [str(d) for d in config.data]
+    # A setting newer than the saved stage counts as its default there.
+    defaults = json.loads(json.dumps(asdict(type(config)()), default=str))
     for key in sorted(set(saved) | set(current)):
-        if key not in ("resume", "progress") and saved.get(key) != current.get(key):
+        if key not in ("resume", "progress") and saved.get(key, defaults.get(key)) != current.get(key):
             raise ValueError(f"{out} was trained with {key}={saved.get(key)!r}, this run has {key}={current.get(key)!r}; "
                              "use the same settings to reuse it, or another output folder")
     return json.loads((out / "training_log.json").read_text(encoding="utf-8"))

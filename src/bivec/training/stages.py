@@ -91,6 +91,18 @@ def _write_outputs(config: TrainConfig, stage: str, peft_model, tokenizer, check
     return out
 
 
+def _save_merged(config: TrainConfig, model: nn.Module, tokenizer, pooling: str) -> Path:
+    """``output_dir/merged``: the model with every adapter merged, saved as the causal model it was
+    loaded as (loaders switch attention themselves), its tokenizer and encoder settings."""
+    out = Path(config.output_dir) / "merged"
+    set_attention_mode(model, bidirectional=False)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    max_length = json.loads((Path(config.output_dir) / LLM2VEC_CONFIG).read_text(encoding="utf-8"))["max_length"]
+    write_bivec_config(out, EncoderSettings(pooling, max_length, config.bidirectional))
+    return out
+
+
 def base_checkpoint(config: TrainConfig) -> tuple[Checkpoint, PreTrainedTokenizerBase]:
     """Where ``config``'s base model and adapters live, resolved (and checked for safe weights)
     the way the encoder resolves them, and its tokenizer."""
@@ -178,10 +190,7 @@ def train_mntp(config: MNTPConfig, *, on_step: OnStep | None = None) -> dict:
         if config.merge:
             lm = model.lm
             setattr(lm, lm.base_model_prefix, decoder.merge_and_unload())
-            # Saved as the causal model it was loaded as; loaders switch attention themselves.
-            set_attention_mode(lm, bidirectional=False)
-            lm.save_pretrained(Path(config.output_dir) / "merged")
-            tokenizer.save_pretrained(Path(config.output_dir) / "merged")
+            _save_merged(config, lm, tokenizer, "mean")
     accelerator.wait_for_everyone()
     return log
 
@@ -252,6 +261,8 @@ def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], st
                      stage=stage, on_step=on_step)
     if accelerator.is_main_process:
         _write_outputs(config, stage, decoder, tokenizer, checkpoint, pooling=config.pooling)
+        if config.merge:
+            _save_merged(config, decoder.merge_and_unload(), tokenizer, config.pooling)
     accelerator.wait_for_everyone()
     return log
 
