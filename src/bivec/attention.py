@@ -98,6 +98,15 @@ def last_hidden_state(model: nn.Module, input_ids: torch.Tensor, attention_mask:
     ignore padding and, for bidirectional sliding-window layers, a symmetric window (see
     :func:`sliding_window_masks`). The LM head is skipped: embeddings never need logits. Encoding
     and every training stage run their forward passes through this function."""
+    return _decoder_forward(model, input_ids, attention_mask).last_hidden_state
+
+
+def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every layer's states (the embeddings first), through the same forward as :func:`last_hidden_state`."""
+    return _decoder_forward(model, input_ids, attention_mask, output_hidden_states=True).hidden_states
+
+
+def _decoder_forward(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
     decoder = getattr(model, "base_model", model)
@@ -106,7 +115,8 @@ def last_hidden_state(model: nn.Module, input_ids: torch.Tensor, attention_mask:
         attention_mask=sliding_window_masks(decoder, input_ids, attention_mask),
         position_ids=position_ids_from_mask(attention_mask),
         use_cache=False,
-    ).last_hidden_state
+        **kwargs,
+    )
 
 
 def sliding_window_masks(decoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor):

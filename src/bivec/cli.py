@@ -22,6 +22,7 @@ from bivec.cli_options import (
 )
 from bivec.corpus.cli import app as corpus_app
 from bivec.encoder import DEFAULT_BATCH_SIZE
+from bivec.evaluation.cli import ANALYZE_EXAMPLE, analyze
 from bivec.evaluation.cli import app as eval_app
 from bivec.export.cli import app as convert_app
 from bivec.serving.cli import SERVE_EXAMPLE, serve
@@ -202,6 +203,7 @@ app.add_typer(convert_app, name="convert")
 app.command(epilog=SERVE_EXAMPLE)(serve)
 app.add_typer(corpus_app)
 app.add_typer(eval_app, name="eval")
+app.command(epilog=ANALYZE_EXAMPLE)(analyze)
 app.add_typer(train_app, name="train")
 
 

@@ -232,3 +232,71 @@ def compare(
         markdown.write_text(table + "\n", encoding="utf-8")
     if plot is not None:
         typer.echo(f"saved {plot}")
+
+
+ANALYZE_EXAMPLE = ("Example: bivec analyze bivec/default-base --compare out/encoder/mntp -o analysis/ "
+                   "(the base against its MNTP-trained version)")
+
+
+def analyze(
+    model: Annotated[Optional[str], typer.Argument(help="Model or encoder folder; default: the trained default encoder.")] = None,
+    adapter: AdapterOption = None,
+    compare: Annotated[Optional[list[str]], typer.Option(help="Another model (or encoder folder) to analyse alongside; repeatable.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Texts, one per line; default: bivec's shipped calibration paragraphs.")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Comma-separated layers (1-based) to report; default: all.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for analysis.json, analysis.md and analysis.png.")] = Path("bivec-analysis"),
+    dtype: DtypeOption = "float32",
+    allow_pickle: AllowPickleOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
+) -> None:
+    """How much does bidirectional attention change each layer? Causal vs bidirectional cosine per
+    layer and position, and how far a later token reaches back, as JSON, a Markdown table and a plot."""
+    from bivec.attention import BidirectionalError
+    from bivec.evaluation import analysis
+
+    try:
+        chosen = [int(x) for x in layers.split(",") if x.strip()] if layers else None
+    except ValueError:
+        fail(f"--layers {layers!r}: expected comma-separated layer numbers")
+    if output.exists() and not output.is_dir():
+        fail(f"--output {output}: is a file; give a folder")
+    try:
+        texts = analysis.read_texts_file(data) if data is not None else analysis.default_texts()
+    except (ValueError, FileNotFoundError) as exc:
+        fail(exc)
+    names = [model, *(compare or [])]
+    results = []
+    for index, name in enumerate(names):
+        options = load_options(name, adapter if index == 0 else None, False, None, None, dtype, False, allow_pickle,
+                               trust_remote_code)
+        encoder = _load_causal_ok(options)
+        label = Path(name).name if name else "bivec-default"
+        try:
+            results.append(analysis.analyze(encoder, texts, name=label, layers=chosen))
+        except BidirectionalError as exc:
+            fail(f"{label} cannot be switched to bidirectional attention: {exc}")
+        except ValueError as exc:
+            fail(exc)
+    output.mkdir(parents=True, exist_ok=True)
+    analysis.save_json(results, output / "analysis.json")
+    table = analysis.to_markdown(results)
+    (output / "analysis.md").write_text(table + "\n", encoding="utf-8")
+    analysis.plot(results, output / "analysis.png")
+    typer.echo(table)
+    typer.echo(f"saved {output / 'analysis.json'}, {output / 'analysis.md'} and {output / 'analysis.png'}")
+
+
+def _load_causal_ok(options):
+    """The encoder; a model that fails the bidirectional switch is loaded causal, so that
+    :func:`analysis.analyze` reports why it cannot be switched."""
+    from dataclasses import replace
+
+    from bivec.attention import BidirectionalError
+    from bivec.encoder import Encoder
+
+    try:
+        return Encoder.from_pretrained(options.model, **options.encoder_kwargs())
+    except BidirectionalError:
+        return replace(options, causal=True).load()
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        fail(exc)

@@ -13,13 +13,14 @@ from bivec.textio import atomic_write
 _KINDS = ("sts", "mteb", "word")
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, infinity) replaced by None, which JSON can hold."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -61,7 +62,7 @@ class EvalResult:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # JSON has no NaN: an undefined score (a constant embedding gives no correlation) is null.
-        text = json.dumps(_finite(asdict(self) | {"average": self.average}), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(json_safe(asdict(self) | {"average": self.average}), indent=2, allow_nan=False) + "\n"
         atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         return path
 
