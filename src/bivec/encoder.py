@@ -398,10 +398,35 @@ class Encoder:
             >>> encoder.encode(["first text", ["Represent the query:", "second text"]]).shape  # doctest: +SKIP
             (2, 576)
         """
+        self._check_dimensions(dimensions)
+        return self.encode_tokenized(self.tokenize(inputs, truncate=truncate), batch_size=batch_size,
+                                     max_batch_tokens=max_batch_tokens, normalize=normalize, dimensions=dimensions,
+                                     show_progress=show_progress)
+
+    def _check_dimensions(self, dimensions: int | None) -> None:
         if dimensions is not None and not 1 <= dimensions <= self.dim:
             raise ValueError(f"dimensions must be between 1 and {self.dim}, got {dimensions}")
+
+    def encode_tokenized(
+        self,
+        tokenized: Sequence[Tokenized],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_batch_tokens: int | None = None,
+        normalize: bool = False,
+        dimensions: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """:meth:`encode` for inputs already through :meth:`tokenize` (or token ids given as
+        ``Tokenized(ids, [1] * len(ids))``), so that a caller who tokenised to count or check
+        tokens does not tokenise twice.
+
+        Example:
+            >>> encoder.encode_tokenized(encoder.tokenize(["a text"])).shape  # doctest: +SKIP
+            (1, 576)
+        """
+        self._check_dimensions(dimensions)
         dim = dimensions or self.dim
-        tokenized = self.tokenize(inputs, truncate=truncate)
         result = np.zeros((len(tokenized), dim), dtype=np.float32)
         for batch, hidden, _, pooling_mask in self._forward_batches(tokenized, batch_size, max_batch_tokens, show_progress):
             vectors = pool(hidden, pooling_mask, self.pooling)[:, :dim].float()

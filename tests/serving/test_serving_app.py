@@ -43,14 +43,14 @@ class Gate:
 
     def __init__(self, encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
         self.entered, self._released = threading.Event(), threading.Event()
-        encode = encoder.encode
+        encode = encoder.encode_tokenized
 
         def gated(*args, **kwargs):
             self.entered.set()
             assert self._released.wait(60), "gate never opened"
             return encode(*args, **kwargs)
 
-        monkeypatch.setattr(encoder, "encode", gated)
+        monkeypatch.setattr(encoder, "encode_tokenized", gated)
 
     def open(self) -> None:
         self._released.set()
@@ -132,14 +132,15 @@ def test_concurrent_requests_are_batched(serve, monkeypatch):
 
 def test_a_failing_request_does_not_fail_its_batch(serve, monkeypatch):
     with serve(max_wait_ms=0) as server:
-        encode = server.encoder.encode
+        encode = server.encoder.encode_tokenized
+        (poison,) = server.encoder.tokenize(["the dog"])
 
         def poisoned(inputs, **kwargs):
-            if "the dog" in inputs:
+            if poison in inputs:
                 raise RuntimeError("poisoned input")
             return encode(inputs, **kwargs)
 
-        monkeypatch.setattr(server.encoder, "encode", poisoned)
+        monkeypatch.setattr(server.encoder, "encode_tokenized", poisoned)
         gate = Gate(server.encoder, monkeypatch)
         with ThreadPoolExecutor(3) as pool:
             first = pool.submit(embed, server, {"input": TEXTS[0]})
@@ -153,16 +154,20 @@ def test_a_failing_request_does_not_fail_its_batch(serve, monkeypatch):
             assert bad.result().json()["error"]["message"] == "encoding failed: RuntimeError: poisoned input"
             assert good.result().status_code == 200
         np.testing.assert_allclose(good.result().json()["data"][0]["embedding"],
-                                   encode(TEXTS[1], normalize=True)[0], atol=1e-6)
+                                   server.encoder.encode(TEXTS[1], normalize=True)[0], atol=1e-6)
 
 
 BAD_BODIES = [
     ({"input": ""}, 422, "input is an empty string"),
     ({"input": []}, 422, "input is an empty list"),
     ({"input": ["a dog", " "]}, 422, "input[1] is an empty string"),
-    ({"input": 5}, 422, "input must be a string or a list of strings, got a number"),
-    ({"input": [[1, 2]]}, 422, "input[0] is a list: token-id inputs are not supported, send text"),
-    ({"input": ["a", None]}, 422, "input[1] must be a string, got null"),
+    ({"input": 5}, 422, "input must be a string, a list of strings or token ids, got a number"),
+    ({"input": [[1, 2], []]}, 422, "input[1] must be a non-empty list of token ids (integers)"),
+    ({"input": [[1, "a"]]}, 422, "input[0] must be a non-empty list of token ids (integers)"),
+    ({"input": ["a", 3]}, 422, "input[1] must be a string like the other items, got a number"),
+    ({"input": ["a", None]}, 422, "input[1] must be a string like the other items, got null"),
+    ({"input": [1, 100000]}, 400, "input[0]: token id 100000 is outside the vocabulary (0 to 127)"),
+    ({"input": [5, 6], "instruction": "q"}, 400, "instruction applies to text inputs; token-id inputs carry their own tokens"),
     ({}, 422, "input: Field required"),
     ({"input": "a", "dimensions": "8"}, 422, "dimensions: Input should be a valid integer"),
     ({"input": "a", "dimensions": 0}, 422, "dimensions: Input should be greater than or equal to 1"),
@@ -297,3 +302,27 @@ def test_the_api_description_needs_the_key_too(serve):
         assert described.status_code == 200 and "/v1/embeddings" in described.json()["paths"]
     with serve() as server:
         assert server.get("/openapi.json").status_code == 200 and server.get("/docs").status_code == 200
+
+
+def test_token_id_inputs_are_encoded_as_the_text_of_those_tokens(serve):
+    with serve() as server:
+        (item,) = server.encoder.tokenize([TEXTS[0]])
+        for body in ({"input": item.input_ids}, {"input": [item.input_ids, item.input_ids]}):
+            response = embed(server, body)
+            assert response.status_code == 200, response.text
+            np.testing.assert_allclose(response.json()["data"][0]["embedding"],
+                                       server.encoder.encode(TEXTS[0], normalize=True)[0], atol=1e-6)
+        assert response.json()["usage"]["prompt_tokens"] == 2 * len(item.input_ids)
+
+
+def test_tokenize_counts_tokens_as_embeddings_does(serve):
+    with serve() as server:
+        response = server.post("/tokenize", json={"inputs": [TEXTS[0], "a dog"]})
+        assert response.status_code == 200, response.text
+        tokens = response.json()
+        assert [len(t) for t in tokens] == [len(i.input_ids) for i in server.encoder.tokenize([TEXTS[0], "a dog"])]
+        assert tokens[1][0] == {"id": 2, "text": "<s>", "special": True} and tokens[1][2]["text"] == "dog"
+        usage = embed(server, {"input": "a dog"}).json()["usage"]["prompt_tokens"]
+        assert usage == len(tokens[1])
+        bad = server.post("/tokenize", json={"inputs": []})
+        assert bad.status_code == 422 and "inputs must be a non-empty string" in bad.json()["error"]["message"]

@@ -107,24 +107,22 @@ class BlockEncoder:
         truncate = self.settings.truncate
         bad: list[tuple[int, str]] = []
         try:
-            self.encoder.tokenize(items, truncate=truncate)
+            good = self.encoder.tokenize(items, truncate=truncate)
         except ValueError:
             # Rare: find the offending items one by one, so one bad text costs only its own row.
+            good = []
             for position, item in enumerate(items):
                 try:
-                    self.encoder.tokenize([item], truncate=truncate)
+                    good += self.encoder.tokenize([item], truncate=truncate)
                 except ValueError as exc:
                     bad.append((position, "text " + str(exc).removeprefix("inputs[0] ")))
-        skip = {position for position, _ in bad}
-        good = [item for position, item in enumerate(items) if position not in skip]
         if not good:
             return np.zeros((0, self.encoder.dim), dtype=np.float32), bad
-        vectors = self.encoder.encode(
+        vectors = self.encoder.encode_tokenized(
             good,
             batch_size=self.settings.batch_size,
             max_batch_tokens=self.settings.max_batch_tokens,
             normalize=self.settings.normalize,
-            truncate=truncate,
             show_progress=False,
         )
         return vectors, bad

@@ -16,11 +16,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bivec.encoder import Encoder
+from bivec.encoder import Encoder, Tokenized
 from bivec.serving.batcher import BatcherClosedError, DynamicBatcher, QueueFullError
 from bivec.serving.config import ServerConfig
 from bivec.serving.metrics import ServerMetrics
-from bivec.serving.schemas import EmbeddingRequest
+from bivec.serving.schemas import EmbeddingRequest, TokenizeRequest
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                 413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
@@ -129,20 +129,24 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
         if body.dimensions is not None and body.dimensions > encoder.dim:
             raise ApiError(422, f"dimensions: must be between 1 and {encoder.dim}, got {body.dimensions}",
                            param="dimensions")
-        texts = body.texts
-        if len(texts) > config.max_inputs:
-            raise ApiError(413, f"input has {len(texts)} items; this server takes at most {config.max_inputs} "
+        count = len(body.token_ids if body.token_ids is not None else body.texts)
+        if count > config.max_inputs:
+            raise ApiError(413, f"input has {count} items; this server takes at most {config.max_inputs} "
                                 "per request", param="input")
-        _check_unicode(texts, body.instruction)
-        items = [[body.instruction, text] for text in texts] if body.instruction else texts
-        try:
-            tokenized = await run_in_threadpool(encoder.tokenize, items, truncate=config.truncate)
-        except ValueError as exc:  # the schema admits only non-empty strings, so this is about length
-            raise ApiError(413, f"input is too long: {exc}", param="input") from exc
+        if body.token_ids is not None:
+            tokenized = _token_inputs(encoder, body.token_ids, body.instruction, config.truncate)
+        else:
+            texts = body.texts
+            _check_unicode(texts, body.instruction)
+            items = [[body.instruction, text] for text in texts] if body.instruction else texts
+            try:
+                tokenized = await run_in_threadpool(encoder.tokenize, items, truncate=config.truncate)
+            except ValueError as exc:  # the schema admits only non-empty strings, so this is about length
+                raise ApiError(413, f"input is too long: {exc}", param="input") from exc
         tokens = sum(len(t.input_ids) for t in tokenized)
         busy = {"Retry-After": str(config.retry_after_s)}
         try:
-            vectors = await batcher.embed(items, tokens, body.dimensions)
+            vectors = await batcher.embed(tokenized, body.dimensions)
         except QueueFullError as exc:
             raise ApiError(429, str(exc), headers=busy) from exc
         except BatcherClosedError as exc:
@@ -156,6 +160,17 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
             "model": config.model_name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         })
+
+    @app.post("/tokenize", dependencies=[Depends(_authorize)])
+    async def tokenize(body: TokenizeRequest) -> JSONResponse:
+        """TEI's ``/tokenize``: each input's tokens as the server counts them for ``/v1/embeddings``
+        (special tokens included), with their ids and text."""
+        texts = body.texts
+        _check_unicode(texts, None)
+        tokenized = await run_in_threadpool(encoder.tokenize, texts, truncate=config.truncate)
+        special = set(encoder.tokenizer.all_special_ids)
+        return JSONResponse([[{"id": token, "text": encoder.tokenizer.convert_ids_to_tokens(token),
+                               "special": token in special} for token in item.input_ids] for item in tokenized])
 
     @v1.get("/models")
     async def models() -> dict:
@@ -181,6 +196,29 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _token_inputs(encoder: Encoder, token_ids: list[list[int]], instruction: str | None, truncate: bool) -> list[Tokenized]:
+    """Token-id inputs, encoded as given and pooled as a text of those tokens would be (its special
+    tokens left out)."""
+    if instruction:
+        raise ApiError(400, "instruction applies to text inputs; token-id inputs carry their own tokens",
+                       param="instruction")
+    vocab = encoder.model.get_input_embeddings().num_embeddings
+    special = set(encoder.tokenizer.all_special_ids)
+    items = []
+    for i, ids in enumerate(token_ids):
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise ApiError(400, f"input[{i}]: token id {bad} is outside the vocabulary (0 to {vocab - 1})", param="input")
+        if len(ids) > encoder.max_length:
+            if not truncate:
+                raise ApiError(413, f"input is too long: input[{i}] has {len(ids)} tokens, more than "
+                                    f"max_length={encoder.max_length}", param="input")
+            ids = ids[: encoder.max_length]
+        mask = [int(t not in special) for t in ids]
+        items.append(Tokenized(list(ids), mask if any(mask) else [1] * len(ids)))
+    return items
 
 
 def _check_unicode(texts: list[str], instruction: str | None) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bivec.encoder import EncodeInput, Encoder
+from bivec.encoder import Encoder, Tokenized
 from bivec.serving.config import ServerConfig
 from bivec.serving.metrics import ServerMetrics
 
@@ -26,7 +26,7 @@ class BatcherClosedError(RuntimeError):
 
 @dataclass
 class _Job:
-    items: Sequence[EncodeInput]
+    items: Sequence[Tokenized]
     tokens: int
     dimensions: int | None
     future: asyncio.Future
@@ -35,7 +35,7 @@ class _Job:
 
 class DynamicBatcher:
     """Merges concurrent ``embed`` calls into batches under a token budget and a short wait, and
-    runs ``Encoder.encode`` on them in one worker thread, so the event loop keeps serving.
+    runs ``Encoder.encode_tokenized`` on them in one worker thread, so the event loop keeps serving.
 
     A batch takes the oldest waiting request, then the next ones that ask for the same
     ``dimensions`` while the batch stays within ``max_batch_tokens`` tokens and
@@ -45,7 +45,7 @@ class DynamicBatcher:
     Example:
         >>> batcher = DynamicBatcher(encoder, ServerConfig(max_wait_ms=2))  # doctest: +SKIP
         >>> await batcher.start()  # doctest: +SKIP
-        >>> vectors = await batcher.embed(["a text", "another"], tokens=6)  # doctest: +SKIP
+        >>> vectors = await batcher.embed(encoder.tokenize(["a text", "another"]))  # doctest: +SKIP
     """
 
     def __init__(self, encoder: Encoder, config: ServerConfig, metrics: ServerMetrics | None = None) -> None:
@@ -91,8 +91,8 @@ class DynamicBatcher:
             self._executor.shutdown(wait=False)
             self._executor = None
 
-    async def embed(self, items: Sequence[EncodeInput], tokens: int, dimensions: int | None = None) -> np.ndarray:
-        """Embed ``items`` (already validated; ``tokens`` of them in all) with the next batch."""
+    async def embed(self, items: Sequence[Tokenized], dimensions: int | None = None) -> np.ndarray:
+        """Embed ``items`` (tokenised by the caller, which counted and checked them) with the next batch."""
         if not self.running:
             raise BatcherClosedError("the server is not ready to encode")
         if self._queued_texts + len(items) > self.config.max_queue_texts:
@@ -100,6 +100,7 @@ class DynamicBatcher:
                 f"the server is busy: {self._queued_texts} texts are waiting "
                 f"(max_queue_texts={self.config.max_queue_texts})"
             )
+        tokens = sum(len(item.input_ids) for item in items)
         job = _Job(items, tokens, dimensions, asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self._queued_texts += len(items)
@@ -181,12 +182,11 @@ class DynamicBatcher:
                 job.future.set_result(vectors[offset : offset + len(job.items)])
             offset += len(job.items)
 
-    def _encode(self, items: list[EncodeInput], dimensions: int | None) -> np.ndarray:
-        return self.encoder.encode(
+    def _encode(self, items: list[Tokenized], dimensions: int | None) -> np.ndarray:
+        return self.encoder.encode_tokenized(
             items,
             batch_size=self.config.max_batch_size,
             normalize=self.config.normalize,
             dimensions=dimensions,
-            truncate=self.config.truncate,
             show_progress=False,
         )
