@@ -83,6 +83,7 @@ def encode(
     model: ModelOption = None,
     adapter: AdapterOption = None,
     instruction: Annotated[str, typer.Option(help="Instruction put before every text; not pooled.")] = "",
+    prompt_name: Annotated[Optional[str], typer.Option(help="One of the model's named prompts (e.g. query) put before every text.")] = None,
     pooling: PoolingOption = None,
     causal: CausalOption = False,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the vectors.")] = False,
@@ -120,6 +121,8 @@ def encode(
             check_writable_dir(output.parent, f"--output {output}") if quantize else check_output_path(output)
         except ValueError as exc:
             fail(exc)
+    if instruction and prompt_name:
+        fail("give --instruction or --prompt-name, not both")
     texts = _read_inputs(texts, input, input_format, field)
     if output is None and len(texts) > _PRINT_LIMIT:
         fail(f"{len(texts)} texts: give --output FILE (.npy, .parquet or .jsonl) to save more than {_PRINT_LIMIT}")
@@ -128,7 +131,7 @@ def encode(
     try:
         vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize,
                                  dimensions=dimensions, batch_size=batch_size, show_progress=progress,
-                                 truncate=truncate)
+                                 truncate=truncate, prompt_name=prompt_name)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(exc)
     codes = quantize_vectors(vectors, quantize) if quantize else None

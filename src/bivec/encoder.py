@@ -96,9 +96,12 @@ class Encoder:
         max_length: int = 512,
         chat_template: bool | None = None,
         padding_side: str = "right",
+        prompts: dict[str, str] | None = None,
     ) -> None:
         """Wrap an already loaded model; ``chat_template=None`` wraps only inputs that carry an
-        instruction in the tokenizer's chat template, True wraps every input, False none."""
+        instruction in the tokenizer's chat template, True wraps every input, False none.
+        ``prompts`` are named instructions (``{"query": "...", "document": ""}``) that
+        ``encode(prompt_name=...)``, :meth:`encode_query` and :meth:`encode_document` use."""
         if max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
         if padding_side not in ("left", "right"):
@@ -110,6 +113,7 @@ class Encoder:
         self.pooling = check_pooling_mode(pooling)
         self.max_length = max_length
         self.chat_template = chat_template
+        self.prompts = dict(prompts or {})
         self.padding_side = padding_side
         self._template = self._template_parts()
         keep_freed_memory(self.device.type)
@@ -174,7 +178,8 @@ class Encoder:
                 make_bidirectional(model)
             if int8:
                 precision.quantize_int8(model)
-            return cls(model, tokenizer, pooling=pooling, max_length=settings.max_length, chat_template=chat_template)
+            return cls(model, tokenizer, pooling=pooling, max_length=settings.max_length, chat_template=chat_template,
+                       prompts=settings.prompts)
 
         if isinstance(dtype, str) and dtype.lower() == "auto":
             key = precision.cache_key({
@@ -385,6 +390,7 @@ class Encoder:
         dimensions: int | None = None,
         show_progress: bool | None = None,
         truncate: bool = True,
+        prompt_name: str | None = None,
     ) -> np.ndarray:
         """Embed ``inputs`` into a float32 array of shape (n, dim), in input order.
 
@@ -392,16 +398,37 @@ class Encoder:
         pairs; instruction tokens are seen by the model but left out of pooling. Batches hold at
         most ``batch_size`` texts and ``max_batch_tokens`` padded tokens (default: 2,048 on the
         CPU, where larger batches fall out of cache and run slower; 16,384 on a GPU). ``dimensions`` keeps
-        only the first coordinates (Matryoshka-style), before ``normalize``.
+        only the first coordinates (Matryoshka-style), before ``normalize``. ``prompt_name`` puts
+        one of the model's named prompts (``encoder.prompts``) before every plain text.
 
         Example:
             >>> encoder.encode(["first text", ["Represent the query:", "second text"]]).shape  # doctest: +SKIP
             (2, 576)
         """
         self._check_dimensions(dimensions)
+        if prompt_name is not None:
+            inputs = self.with_prompt(inputs, prompt_name)
         return self.encode_tokenized(self.tokenize(inputs, truncate=truncate), batch_size=batch_size,
                                      max_batch_tokens=max_batch_tokens, normalize=normalize, dimensions=dimensions,
                                      show_progress=show_progress)
+
+    def with_prompt(self, inputs: EncodeInput | Sequence[EncodeInput], prompt_name: str) -> list[EncodeInput]:
+        """``inputs`` with the named prompt as the instruction of every plain text (an input that
+        carries its own instruction keeps it); an unknown name is a ValueError naming the known ones."""
+        if prompt_name not in self.prompts:
+            known = ", ".join(map(repr, self.prompts)) or "none"
+            raise ValueError(f"unknown prompt name {prompt_name!r}; this model's prompts: {known}")
+        prompt = self.prompts[prompt_name]
+        items = [inputs] if isinstance(inputs, str) else list(inputs)
+        return [[prompt, item] if prompt and isinstance(item, str) else item for item in items]
+
+    def encode_query(self, inputs: EncodeInput | Sequence[EncodeInput], **kwargs) -> np.ndarray:
+        """:meth:`encode` with the ``query`` prompt when the model has one (sentence-transformers' name)."""
+        return self.encode(inputs, prompt_name="query" if "query" in self.prompts else None, **kwargs)
+
+    def encode_document(self, inputs: EncodeInput | Sequence[EncodeInput], **kwargs) -> np.ndarray:
+        """:meth:`encode` with the ``document`` prompt when the model has one."""
+        return self.encode(inputs, prompt_name="document" if "document" in self.prompts else None, **kwargs)
 
     def _check_dimensions(self, dimensions: int | None) -> None:
         if dimensions is not None and not 1 <= dimensions <= self.dim:

@@ -70,11 +70,18 @@ class MTEBEncoder(AbsEncoder):
         return cls(encoder, name=name or Path(str(path or "default")).name, instructions=instructions)
 
     def task_instruction(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str:
-        """The instruction for one side of a task: none for retrieval documents."""
-        if not self.use_instructions or prompt_type == PromptType.document:
+        """The instruction for one side of a task: ``--instructions``' entry for the task, else the
+        model's own prompt named after the task, else for documents its ``document`` prompt (none
+        when it has none), else the task's MTEB prompt."""
+        if not self.use_instructions:
             return ""
         if task_metadata.name in self.instructions:
             return llm2vec_instruction(self.instructions[task_metadata.name])
+        prompts = getattr(self.model, "prompts", {})
+        if task_metadata.name in prompts:
+            return prompts[task_metadata.name]
+        if prompt_type == PromptType.document:
+            return prompts.get("document", "")
         return llm2vec_instruction(self.get_instruction(task_metadata, prompt_type))
 
     def encode(self, inputs, *, task_metadata: TaskMetadata, hf_split: str, hf_subset: str,

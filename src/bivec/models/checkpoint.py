@@ -31,16 +31,19 @@ from bivec.textio import json_object
 LLM2VEC_CONFIG = "llm2vec_config.json"
 BIVEC_CONFIG = "bivec_config.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-_BIVEC_KEYS = ("pooling", "max_length", "bidirectional", "mask_token", "base", "adapters")
+_BIVEC_KEYS = ("pooling", "max_length", "bidirectional", "prompts", "mask_token", "base", "adapters")
 
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    """Pooling, length and attention recorded with a checkpoint; ``None`` means not recorded."""
+    """Pooling, length, attention and named prompts recorded with a checkpoint; ``None`` means not
+    recorded."""
 
     pooling: str | None = None
     max_length: int | None = None
     bidirectional: bool | None = None
+    prompts: dict[str, str] | None = None
+    """Named prompts (sentence-transformers' ``prompts``): ``{"query": "...", "document": ""}``."""
 
     def override(self, other: EncoderSettings) -> EncoderSettings:
         """These settings with every value that ``other`` records taking precedence."""
@@ -98,6 +101,7 @@ def read_settings(directory: Path) -> EncoderSettings:
             pooling=_pooling(path, "pooling", data["pooling"]) if "pooling" in data else None,
             max_length=_positive_int(path, "max_length", data["max_length"]) if "max_length" in data else None,
             bidirectional=data.get("bidirectional"),
+            prompts=data.get("prompts"),
         ))
     return settings
 
@@ -110,6 +114,9 @@ def _bivec_config(directory: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: unknown keys {', '.join(unknown)}; expected {', '.join(_BIVEC_KEYS)}")
     if "adapters" in data and "base" not in data:
         raise ValueError(f"{path}: adapters are listed but no base model to apply them to (key base)")
+    prompts = data.get("prompts", {})
+    if not isinstance(prompts, dict) or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in prompts.items()):
+        raise ValueError(f"{path}: prompts must map names to prompt strings, got {prompts!r}")
     if "bidirectional" in data and not isinstance(data["bidirectional"], bool):
         raise ValueError(f"{path}: bidirectional must be true or false, got {data['bidirectional']!r}")
     for key in ("base", "mask_token"):

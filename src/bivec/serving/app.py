@@ -133,12 +133,20 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
         if count > config.max_inputs:
             raise ApiError(413, f"input has {count} items; this server takes at most {config.max_inputs} "
                                 "per request", param="input")
+        if body.prompt_name is not None:
+            if body.instruction is not None:
+                raise ApiError(400, "give instruction or prompt_name, not both", param="prompt_name")
+            if body.prompt_name not in encoder.prompts:
+                known = ", ".join(map(repr, encoder.prompts)) or "none"
+                raise ApiError(400, f"unknown prompt_name {body.prompt_name!r}; this model's prompts: {known}",
+                               param="prompt_name")
+        instruction = encoder.prompts[body.prompt_name] if body.prompt_name is not None else body.instruction
         if body.token_ids is not None:
-            tokenized = _token_inputs(encoder, body.token_ids, body.instruction, config.truncate)
+            tokenized = _token_inputs(encoder, body.token_ids, instruction, config.truncate)
         else:
             texts = body.texts
-            _check_unicode(texts, body.instruction)
-            items = [[body.instruction, text] for text in texts] if body.instruction else texts
+            _check_unicode(texts, instruction)
+            items = [[instruction, text] for text in texts] if instruction else texts
             try:
                 tokenized = await run_in_threadpool(encoder.tokenize, items, truncate=config.truncate)
             except ValueError as exc:  # the schema admits only non-empty strings, so this is about length

@@ -27,6 +27,7 @@ class EmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1, strict=True)
     instruction: str | None = Field(default=None, description="Seen by the model but not pooled (LLM2Vec queries).")
+    prompt_name: str | None = Field(default=None, description="One of the model's named prompts (TEI's prompt_name).")
     user: str | None = Field(default=None, description="Accepted for compatibility; unused.")
 
     @field_validator("input", mode="before")

@@ -160,7 +160,8 @@ def train_llm2vec(config: LLM2VecConfig) -> dict[str, Any]:
             shutil.copy(last / name, out / name)
     # The folder stands for its last stage: the same settings, its whole stack.
     last_config = json.loads((last / "bivec_config.json").read_text(encoding="utf-8"))
-    settings = EncoderSettings(last_config["pooling"], last_config["max_length"], config.bidirectional)
+    settings = EncoderSettings(last_config["pooling"], last_config["max_length"], config.bidirectional,
+                               last_config.get("prompts"))
     write_bivec_config(out, settings, base=_base_path(last_config["base"]),
                        adapters=[Path(s.output_dir) for _, s in stages])
     results["max_length"] = settings.max_length

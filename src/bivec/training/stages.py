@@ -83,7 +83,9 @@ def _write_outputs(config: TrainConfig, stage: str, peft_model, tokenizer, check
     max_length = min(DEFAULT_SETTINGS.max_length, positions or DEFAULT_SETTINGS.max_length)
     llm2vec = {"pooling_mode": pooling, "max_length": max_length, "skip_instruction": True}
     (out / LLM2VEC_CONFIG).write_text(json.dumps(llm2vec, indent=1) + "\n", encoding="utf-8")
-    write_bivec_config(out, EncoderSettings(pooling, max_length, config.bidirectional), base=checkpoint.base,
+    instruction = getattr(config, "instruction", "")
+    prompts = {"query": instruction, "document": ""} if instruction else None
+    write_bivec_config(out, EncoderSettings(pooling, max_length, config.bidirectional, prompts), base=checkpoint.base,
                        adapters=[*checkpoint.adapters, out], mask_token=mask_token)
     args = {"stage": stage, "base_model": str(checkpoint.base), "adapters": [str(a) for a in checkpoint.adapters],
             "config": {k: v for k, v in asdict(config).items() if k != "data"} | {"data": [str(d) for d in config.data]}}
