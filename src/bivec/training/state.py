@@ -28,7 +28,8 @@ STATE = "state.json"
 _PARAM, _OPTIM = "param.", "optimizer."
 _PREFIX, _TMP = "step-", ".tmp"
 # Settings that change neither the data, the schedule nor the numbers of a run: a resume may change them.
-_FREE_SETTINGS = {"output_dir", "resume", "progress", "save_steps", "gradient_checkpointing"}
+_FREE_SETTINGS = {"output_dir", "resume", "progress", "save_steps", "gradient_checkpointing", "allow_pickle",
+                  "trust_remote_code", "merge"}
 
 
 def run_settings(config, processes: int) -> dict[str, Any]:
@@ -111,7 +112,7 @@ def load_checkpoint(folder: str | Path, settings: dict[str, Any]) -> dict[str, A
     except (ValueError, OSError) as exc:
         raise ValueError(f"checkpoint {folder} is unreadable ({exc}); delete it to start over") from exc
     saved = state.get("settings", {})
-    for key in sorted(set(saved) | set(settings)):
+    for key in sorted((set(saved) | set(settings)) - _FREE_SETTINGS):
         if saved.get(key) != settings.get(key):
             raise ValueError(
                 f"--resume: the run in {folder.parent.parent} was made with {key}={saved.get(key)!r}, this one "
