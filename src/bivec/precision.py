@@ -140,7 +140,7 @@ def calibration_set() -> tuple[list[str], list[tuple[float, int, int]]]:
 
 
 def _spearman(vectors: np.ndarray, pairs: list[tuple[float, int, int]]) -> float:
-    from bivec.evaluation.sts import pair_correlations
+    from bivec.correlation import pair_correlations
 
     gold, first, second = zip(*pairs)
     return pair_correlations(gold, vectors[list(first)], vectors[list(second)])[0]

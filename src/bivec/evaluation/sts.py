@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bivec.correlation import pair_correlations
 from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.textio import read_text_file
 
@@ -116,15 +117,6 @@ def read_sts_dataset(
         second.append(b)
     check_scores(scores, f"dataset {name!r} split {split!r}")
     return scores, first, second
-
-
-def pair_correlations(scores: Sequence[float], first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
-    """Spearman and Pearson (x100) of the cosine of each row pair (``first[i]``, ``second[i]``)
-    against ``scores``."""
-    from scipy.stats import pearsonr, spearmanr
-
-    cosine = np.sum(first * second, axis=1) / np.linalg.norm(first, axis=1) / np.linalg.norm(second, axis=1)
-    return 100 * float(spearmanr(scores, cosine).statistic), 100 * float(pearsonr(scores, cosine).statistic)
 
 
 def evaluate_pairs(
