@@ -16,7 +16,7 @@ app = typer.Typer(help="Train LLM2Vec stages: MNTP, unsupervised SimCSE, supervi
 
 Data = Annotated[list[str], typer.Argument(help="Training data files (or directories of .txt files).")]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output directory (adapter, logs, checkpoints).")]
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Base model directory; default: the embedded model.")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Base model directory; default: bivec/default-base (the untrained embedded model).")]
 Adapters = Annotated[Optional[list[str]], typer.Option("--adapter", help="Adapter merged into the base first (e.g. the MNTP output); repeatable.")]
 Steps = Annotated[Optional[int], typer.Option(help="Optimiser steps.")]
 Batch = Annotated[Optional[int], typer.Option(help="Global batch size per step (split across processes).")]
@@ -137,7 +137,8 @@ def _command_line(context: typer.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-StageItems = Annotated[Optional[list[str]], typer.Option(metavar="KEY=VALUE")]
+StageItems = Annotated[Optional[list[str]], typer.Option(
+    metavar="KEY=VALUE", help="A setting of this stage (a field of its config, e.g. steps=250); repeatable.")]
 _RECIPE_EXAMPLE = ("Example: bivec train llm2vec ../shared/data/text/wikitext2_valid.txt -o out/encoder "
                    "--mntp steps=250 --mntp batch_size=8 --simcse steps=300 --eval ../shared/data/sts/sick_trial.tsv")
 
