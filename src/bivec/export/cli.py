@@ -64,3 +64,30 @@ def sentence_transformers(
         steps.close()
     checked = "; reloaded with sentence-transformers: bidirectional, same vectors" if verify else ""
     typer.echo(f"wrote a sentence-transformers model ({encoder.pooling} pooling, {encoder.dim} dims) to {out}{checked}")
+
+
+@app.command("merged", epilog="Example: bivec convert merged out/encoder out/encoder-merged")
+def merged(
+    model: Annotated[str, typer.Argument(help="Model or encoder folder (adapters are merged), or published LLM2Vec name.")],
+    out: Annotated[Path, typer.Argument(help="New folder for the merged model.")],
+    adapter: AdapterOption = None,
+    pooling: PoolingOption = None,
+    max_length: MaxLengthOption = None,
+    dtype: Annotated[str | None, typer.Option(help="Saved dtype: float32, bfloat16 or float16.")] = None,
+    allow_pickle: AllowPickleOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
+) -> None:
+    """Write one Hugging Face folder with every adapter merged and is_causal false, which plain
+    transformers (and runtimes that follow it) load as bivec does; checked before it succeeds."""
+    from bivec.export.merged import MergedExportError, export_merged
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        fail(f"{out}: exists and is not an empty folder; choose a new one")
+    options = load_options(model, adapter, False, pooling, max_length, dtype, False, allow_pickle, trust_remote_code)
+    encoder = options.load()
+    try:
+        export_merged(encoder, out)
+    except MergedExportError as exc:
+        fail(exc)
+    typer.echo(f"wrote the merged model ({encoder.pooling} pooling, {encoder.dim} dims) to {out}; reloaded with plain "
+               "transformers: same token states")
