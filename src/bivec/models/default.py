@@ -7,6 +7,7 @@ is fetched from a hub.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -62,16 +63,44 @@ def gguf_path() -> Path:
 
 def ensure_default_model() -> Path:
     """Return the converted default model directory, converting the GGUF file the first time."""
-    target = default_model_dir()
+    return _convert_once(gguf_path(), default_model_dir(), f"the default model {DEFAULT_MODEL_NAME}")
+
+
+def ensure_gguf_model(path: str | Path) -> Path:
+    """A GGUF file converted once (dequantised to float32) into a Hugging Face folder cached under
+    :func:`cache_dir`, keyed by the file's content hash, the way the default model is made; any
+    architecture transformers can read from GGUF works. A file transformers cannot read raises a
+    ValueError naming the file (and its architecture where the file says it)."""
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise FileNotFoundError(f"GGUF file {str(path)!r} does not exist")
+    digest = hashlib.sha256()
+    with source.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    target = cache_dir() / "gguf" / f"{source.stem}-{digest.hexdigest()[:16]}-{_FORMAT}"
+    try:
+        return _convert_once(source, target, source.name)
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        raise ValueError(f"{source}: {_gguf_problem(source, exc)}") from exc
+
+
+def _gguf_problem(source: Path, exc: Exception) -> str:
+    try:
+        from gguf import GGUFReader
+
+        field = GGUFReader(source).fields.get("general.architecture")
+        architecture = bytes(field.parts[field.data[0]]).decode() if field is not None else None
+    except Exception:  # noqa: BLE001 - the file is not even readable as GGUF
+        return f"not a readable GGUF file ({type(exc).__name__}: {exc})"
+    return (f"transformers cannot convert this GGUF file (architecture {architecture!r}): "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+
+
+def _convert_once(source: Path, target: Path, label: str) -> Path:
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
-    source = gguf_path()
-    print(
-        f"bivec: converting the default model {DEFAULT_MODEL_NAME} from {source.name} to {target} "
-        "(once; about 20 s)...",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"bivec: converting {label} from {source.name} to {target} (once)...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     # Convert into a temporary sibling and rename, so an interrupted conversion never leaves
@@ -86,7 +115,7 @@ def ensure_default_model() -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"bivec: default model ready in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    print(f"bivec: {label} ready in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return target
 
 

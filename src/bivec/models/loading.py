@@ -7,7 +7,13 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from bivec.models.default import DEFAULT_BASE, DEFAULT_ENCODER, ensure_default_model, shipped_encoder_dir
+from bivec.models.default import (
+    DEFAULT_BASE,
+    DEFAULT_ENCODER,
+    ensure_default_model,
+    ensure_gguf_model,
+    shipped_encoder_dir,
+)
 
 _DTYPES = {
     "float32": torch.float32,
@@ -24,12 +30,14 @@ _DTYPES = {
 def resolve_model_path(path: str | Path | None) -> Path:
     """A local model directory: ``None`` (or ``"bivec/default"``) is the trained default encoder
     shipped with bivec, ``"bivec/default-base"`` the untrained base it was trained from (also the
-    fallback where no trained encoder is shipped); a hub name is looked up in the local Hugging
-    Face cache only, never downloaded."""
+    fallback where no trained encoder is shipped); a ``.gguf`` file is converted once into a
+    cached folder; a hub name is looked up in the local Hugging Face cache only, never downloaded."""
     if path is None or str(path) == DEFAULT_ENCODER:
         return shipped_encoder_dir() or ensure_default_model()
     if str(path) == DEFAULT_BASE:
         return ensure_default_model()
+    if str(path).lower().endswith(".gguf") and Path(path).expanduser().is_file():
+        return ensure_gguf_model(path)
     return resolve_local_dir(path, ("config.json", "adapter_config.json", "bivec_config.json"), "model path")
 
 
