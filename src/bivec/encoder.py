@@ -234,6 +234,12 @@ class Encoder:
         return self
 
     @property
+    def wraps_instructions(self) -> bool:
+        """Whether instructed inputs go through the tokenizer's chat template (else an instruction
+        is a plain prefix: ``"{instruction} {text}"``)."""
+        return self._template is not None
+
+    @property
     def dim(self) -> int:
         """Size of the embeddings."""
         return int(self.model.config.get_text_config().hidden_size)

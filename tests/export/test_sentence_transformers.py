@@ -133,3 +133,38 @@ def test_cli_convert_bad_input(tmp_path):
     assert result.exit_code == 2 and "'eos' pooling has no exact sentence-transformers equivalent" in result.output
     result = CliRunner().invoke(app, ["convert", "sentence-transformers", "--help"])
     assert result.exit_code == 0 and "Example: bivec convert sentence-transformers" in result.output
+
+
+def _prompted_base(root, chat_template, special_tokens=True):
+    base = build_base(root / "base", chat_template=chat_template)
+    if not special_tokens:  # a tokenizer that adds no BOS around a text
+        tokenizer = json.loads((base / "tokenizer.json").read_text())
+        tokenizer["post_processor"] = None
+        (base / "tokenizer.json").write_text(json.dumps(tokenizer))
+    (base / "bivec_config.json").write_text(json.dumps({"prompts": {"query": "retrieve similar sentence :",
+                                                                    "document": ""}}))
+    return base
+
+
+def test_prompts_survive_the_export_as_prefixes_left_out_of_pooling(tmp_path):
+    encoder = Encoder.from_pretrained(_prompted_base(tmp_path, chat_template=False, special_tokens=False))
+    assert encoder.tokenize(["a dog"])[0].input_ids == encoder.tokenizer("a dog", add_special_tokens=False)["input_ids"]
+    out = export_sentence_transformers(encoder, tmp_path / "st")
+    model = SentenceTransformer(str(out))
+    assert model.prompts["query"] == "retrieve similar sentence : " and model[-1].include_prompt is False
+    for texts in (BATCH, SINGLE):
+        np.testing.assert_allclose(model.encode(texts, prompt_name="query", batch_size=len(texts)),
+                                   encoder.encode(texts, prompt_name="query"), atol=1e-5)
+        np.testing.assert_allclose(model.encode(texts, batch_size=len(texts)), encoder.encode(texts), atol=1e-5)
+
+
+def test_a_chat_template_keeps_prompts_out_of_the_export_and_says_why(tmp_path):
+    base = _prompted_base(tmp_path, chat_template=True)
+    result = CliRunner().invoke(app, ["convert", "sentence-transformers", str(base), str(tmp_path / "st")])
+    assert result.exit_code == 0, result.output
+    assert "note: prompts not exported: bivec wraps an instructed input in the tokenizer's chat template" in result.output
+    assert not SentenceTransformer(str(tmp_path / "st")).prompts.get("query")
+    from bivec.export.sentence_transformers import prompt_export_problem
+
+    with_bos = Encoder.from_pretrained(_prompted_base(tmp_path / "bos", chat_template=False))
+    assert "the tokenizer adds special tokens around each text" in prompt_export_problem(with_bos)

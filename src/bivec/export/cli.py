@@ -43,7 +43,7 @@ def sentence_transformers(
     from tqdm.auto import tqdm
 
     from bivec.encoder import Encoder
-    from bivec.export.sentence_transformers import export_sentence_transformers, verify_export
+    from bivec.export.sentence_transformers import export_sentence_transformers, prompt_export_problem, verify_export
 
     options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code)
     steps = tqdm(total=3 if verify else 2, desc="convert", unit="step")
@@ -63,6 +63,8 @@ def sentence_transformers(
     finally:
         steps.close()
     checked = "; reloaded with sentence-transformers: bidirectional, same vectors" if verify else ""
+    if (problem := prompt_export_problem(encoder)) is not None:
+        typer.echo(f"note: {problem}", err=True)
     typer.echo(f"wrote a sentence-transformers model ({encoder.pooling} pooling, {encoder.dim} dims) to {out}{checked}")
 
 

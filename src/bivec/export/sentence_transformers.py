@@ -16,9 +16,11 @@ without it) and without bivec installed:
 - ``Pooling`` (mean; or last/first token when the tokenizer adds nothing on that side), and
   ``Normalize`` when asked.
 
-Instructions are not part of the export: bivec wraps an instructed input in the chat template
-and pools its text only, which no stock module can express. sentence-transformers' own
-``prompt=`` is a different (prefix-only) scheme.
+Named prompts (``encoder.prompts``) are exported as sentence-transformers prompts with a
+``Pooling(include_prompt=False)``, which is LLM2Vec's "instruction seen, not pooled", when bivec
+puts an instruction before the text as a plain prefix; when it wraps instructed inputs in the
+tokenizer's chat template, no stock module can do the same, and the export says so
+(:func:`prompt_export_problem`) and leaves the prompts out.
 """
 
 from __future__ import annotations
@@ -69,6 +71,29 @@ def _pooling_mode(encoder: Encoder) -> tuple[str, list[int]]:
     return mode, sorted(set(prefix + suffix))
 
 
+def prompt_export_problem(encoder: Encoder) -> str | None:
+    """Why the encoder's prompts cannot be exported, or None when they can (or it has none)."""
+    if not encoder.prompts:
+        return None
+    if encoder.wraps_instructions:
+        return ("prompts not exported: bivec wraps an instructed input in the tokenizer's chat template (the "
+                "prompt inside a user turn, the text after it, the template's end after the text), while a "
+                "sentence-transformers prompt is a plain prefix; use bivec for instructed inputs")
+    if any(_added_tokens(encoder)):
+        return ("prompts not exported: the tokenizer adds special tokens around each text, which bivec leaves out "
+                "of pooling with a WordWeights module, and sentence-transformers' mean pooling then counts the "
+                "prompt's tokens in its denominator (include_prompt=False masks them only in the sum); use bivec "
+                "for instructed inputs")
+    return None
+
+
+def _exported_prompts(encoder: Encoder) -> dict[str, str]:
+    if prompt_export_problem(encoder) is not None:
+        return {}
+    # bivec formats "{instruction} {text}": the prefix carries the separating space.
+    return {name: f"{prompt} " if prompt else "" for name, prompt in encoder.prompts.items()}
+
+
 def _modules(encoder: Encoder, out: Path, mode: str, added: list[int], normalize: bool) -> list:
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling, WordWeights
@@ -85,7 +110,7 @@ def _modules(encoder: Encoder, out: Path, mode: str, added: list[int], normalize
             raise ExportError(f"tokens {[vocab[i] for i in added]} share their spelling with other vocabulary "
                               "entries, so they cannot be left out of pooling by WordWeights")
         modules.append(weights)
-    modules.append(Pooling(encoder.dim, pooling_mode=mode))
+    modules.append(Pooling(encoder.dim, pooling_mode=mode, include_prompt=not _exported_prompts(encoder)))
     if normalize:
         modules.append(Normalize())
     return modules
@@ -126,7 +151,8 @@ def export_sentence_transformers(
     out.mkdir(parents=True, exist_ok=True)
     encoder.model.save_pretrained(out)
     encoder.tokenizer.save_pretrained(out)
-    model = SentenceTransformer(modules=_modules(encoder, out, mode, added, normalize))
+    model = SentenceTransformer(modules=_modules(encoder, out, mode, added, normalize),
+                                prompts=_exported_prompts(encoder) or None)
     model.save(str(out))
     del model
     if verify:
@@ -144,12 +170,15 @@ def verify_export(encoder: Encoder, out: str | Path, *, normalize: bool = False,
     check_bidirectional(model[0].auto_model)
     if atol is None:
         atol = 1e-4 if encoder.model.dtype == torch.float32 else 3e-2
+    names = [None, *(name for name, prompt in _exported_prompts(encoder).items() if prompt)]
     for texts in (_PROBE, _PROBE[1:2]):
-        expected = encoder.encode(texts, normalize=normalize)
-        got = model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
-        error = float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-6))
-        if not error <= atol:
-            raise ExportError(
-                f"the sentence-transformers model in {out} does not reproduce bivec's vectors "
-                f"({len(texts)} text(s): relative difference {error:.2e} > {atol:.0e})"
-            )
+        for name in names:
+            expected = encoder.encode(texts, normalize=normalize, prompt_name=name)
+            got = model.encode(texts, batch_size=len(texts), convert_to_numpy=True, prompt_name=name)
+            error = float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-6))
+            if not error <= atol:
+                with_prompt = f" with prompt {name!r}" if name else ""
+                raise ExportError(
+                    f"the sentence-transformers model in {out} does not reproduce bivec's vectors{with_prompt} "
+                    f"({len(texts)} text(s): relative difference {error:.2e} > {atol:.0e})"
+                )
