@@ -7,11 +7,8 @@ row, left and right padding give the same result.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-PoolingMode = Literal["mean", "weighted_mean", "eos", "last", "bos", "first"]
 POOLING_MODES: tuple[str, ...] = ("mean", "weighted_mean", "eos", "last", "bos", "first")
 # The reference library's names, accepted so its configs load unchanged.
 _ALIASES = {"eos_token": "eos", "last_token": "last", "bos_token": "bos", "first_token": "first"}

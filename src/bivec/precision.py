@@ -253,6 +253,8 @@ def load_cached(key: str) -> PrecisionChoice | None:
 
 
 def store(key: str, choice: PrecisionChoice) -> None:
+    from bivec.textio import atomic_write
+
     path = _cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -260,6 +262,5 @@ def store(key: str, choice: PrecisionChoice) -> None:
     except (OSError, ValueError):
         entries = {}
     entries[key] = {k: v for k, v in asdict(choice).items() if k != "cached"}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=1))
-    tmp.replace(path)
+    text = json.dumps(entries, indent=1)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

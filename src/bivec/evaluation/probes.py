@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 
 from bivec.encoder import DEFAULT_BATCH_SIZE
+from bivec.textio import atomic_write
 
 TASK_COLUMNS = {"pos": 1, "chunking": 2, "ner": 3}
 WORD_POOLING = ("first", "last", "mean")
@@ -224,11 +223,12 @@ def cached_word_features(
     features = word_features(encoder, sentences, word_pooling=word_pooling, retroactive=retroactive,
                              batch_size=batch_size, where=str(path))
     folder.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so an interrupted run never leaves a truncated file that is trusted later.
-    handle, tmp = tempfile.mkstemp(dir=folder, suffix=".npy")
-    with os.fdopen(handle, "wb") as out:
-        np.save(out, features)
-    os.replace(tmp, target)
+    # Written whole or not at all, so an interrupted run never leaves a truncated file that is trusted later.
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as out:
+            np.save(out, features)
+
+    atomic_write(target, write)
     return features
 
 

@@ -19,7 +19,7 @@ from bivec.cli_options import (
     fail,
     load_options,
 )
-from bivec.encoder import DEFAULT_BATCH_SIZE
+from bivec.serving.config import ServerConfig
 
 SERVE_EXAMPLE = (
     "Example: bivec serve --port 8000 --api-key secret, then "
@@ -49,18 +49,18 @@ def serve(
     causal: CausalOption = False,
     pooling: PoolingOption = None,
     max_length: MaxLengthOption = None,
-    truncate: Annotated[bool, typer.Option(help="Cut longer inputs (--no-truncate: answer them with 413).")] = True,
-    normalize: Annotated[bool, typer.Option(help="Return unit-length vectors, as OpenAI does.")] = True,
+    truncate: Annotated[bool, typer.Option(help="Cut longer inputs (--no-truncate: answer them with 413).")] = ServerConfig.truncate,
+    normalize: Annotated[bool, typer.Option(help="Return unit-length vectors, as OpenAI does.")] = ServerConfig.normalize,
     dtype: DtypeOption = "auto",
     compile: CompileOption = False,
     allow_pickle: AllowPickleOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads; on a busy shared CPU 1 can be much faster.")] = None,
-    max_inputs: Annotated[int, typer.Option(help="Inputs per request.")] = 2048,
-    max_batch_tokens: Annotated[int, typer.Option(help="Tokens of the requests grouped into one batch; the encoder splits it into forward passes under its own budget.")] = 16384,
-    max_batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = DEFAULT_BATCH_SIZE,
-    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = 5.0,
-    max_queue: Annotated[int, typer.Option(help="Texts waiting; beyond it requests get 429.")] = 4096,
+    max_inputs: Annotated[int, typer.Option(help="Inputs per request.")] = ServerConfig.max_inputs,
+    max_batch_tokens: Annotated[int, typer.Option(help="Tokens of the requests grouped into one batch; the encoder splits it into forward passes under its own budget.")] = ServerConfig.max_batch_tokens,
+    max_batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = ServerConfig.max_batch_size,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = ServerConfig.max_wait_ms,
+    max_queue: Annotated[int, typer.Option(help="Texts waiting; beyond it requests get 429.")] = ServerConfig.max_queue_texts,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the OpenAI embeddings API (POST /v1/embeddings) with dynamic batching; also
@@ -70,7 +70,6 @@ def serve(
 
     from bivec.models.default import DEFAULT_MODEL_NAME
     from bivec.serving.app import create_app
-    from bivec.serving.config import ServerConfig
 
     if threads is not None:
         if threads < 1:

@@ -23,12 +23,12 @@ Batch = Annotated[Optional[int], typer.Option(help="Global batch size per step (
 LR = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
 Warmup = Annotated[Optional[int], typer.Option(help="Linear warmup steps.")]
 MaxLen = Annotated[Optional[int], typer.Option(help="Tokens per text (MNTP: per block).")]
-LoraR = Annotated[int, typer.Option(help="LoRA rank (alpha is twice the rank).")]
-LoraDropout = Annotated[float, typer.Option(help="Dropout on the LoRA inputs.")]
-Seed = Annotated[int, typer.Option(help="Random seed (data order, masks, dropout).")]
-SaveSteps = Annotated[int, typer.Option(help="Write a checkpoint every N steps (0: never).")]
+LoraR = Annotated[Optional[int], typer.Option(help="LoRA rank (alpha is twice the rank); default 16.")]
+LoraDropout = Annotated[Optional[float], typer.Option(help="Dropout on the LoRA inputs; default 0.05.")]
+Seed = Annotated[Optional[int], typer.Option(help="Random seed (data order, masks, dropout); default 42.")]
+SaveSteps = Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps (0: never); default 200.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --output.")]
-Precision = Annotated[str, typer.Option(help="auto (bf16 autocast when the hardware supports it), bf16 or fp32.")]
+Precision = Annotated[Optional[str], typer.Option(help="auto (bf16 autocast when the hardware supports it; the default), bf16 or fp32.")]
 GradCkpt = Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations to save memory.")]
 DeepSpeed = Annotated[Optional[Path], typer.Option(help="DeepSpeed JSON config (multi-GPU).")]
 FSDP = Annotated[Optional[Path], typer.Option(help="JSON of accelerate FullyShardedDataParallelPlugin arguments.")]
@@ -54,7 +54,7 @@ def _common(data, output, model, adapters, steps, batch_size, lr, warmup, max_le
             save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle, trust_remote_code) -> dict:
     return dict(data=list(data), output_dir=output, model=model, adapters=list(adapters or []), steps=steps,
                 batch_size=batch_size, learning_rate=lr, warmup_steps=warmup, max_length=max_length,
-                lora_r=lora_r, lora_alpha=2 * lora_r, lora_dropout=lora_dropout, seed=seed, save_steps=save_steps, resume=resume,
+                lora_r=lora_r, lora_alpha=None if lora_r is None else 2 * lora_r, lora_dropout=lora_dropout, seed=seed, save_steps=save_steps, resume=resume,
                 precision=precision, gradient_checkpointing=gradient_checkpointing,
                 deepspeed_config=deepspeed, fsdp_config=fsdp, allow_pickle=allow_pickle,
                 trust_remote_code=trust_remote_code)
@@ -63,8 +63,8 @@ def _common(data, output, model, adapters, steps, batch_size, lr, warmup, max_le
 @app.command(epilog="Example: bivec train mntp ../shared/data/text/wikitext2_valid.txt -o out/mntp --steps 1000 --merge")
 def mntp(data: Data, output: Output = Path("bivec-mntp"), model: Model = None, adapter: Adapters = None,
          steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None, max_length: MaxLen = None,
-         lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200, resume: Resume = False,
-         precision: Precision = "auto", gradient_checkpointing: GradCkpt = False, deepspeed: DeepSpeed = None,
+         lora_r: LoraR = None, lora_dropout: LoraDropout = None, seed: Seed = None, save_steps: SaveSteps = None, resume: Resume = False,
+         precision: Precision = None, gradient_checkpointing: GradCkpt = False, deepspeed: DeepSpeed = None,
          fsdp: FSDP = None, allow_pickle: AllowPickle = False, trust_remote_code: TrustRemoteCode = False,
          mask_ratio: Annotated[Optional[float], typer.Option(help="Fraction of tokens masked.")] = None,
          mask_token: Annotated[Optional[str], typer.Option(help="auto (the tokenizer's, else '_'), new, or an existing token.")] = None,
@@ -82,8 +82,8 @@ def mntp(data: Data, output: Output = Path("bivec-mntp"), model: Model = None, a
 @app.command(epilog="Example: bivec train simcse sentences.txt --adapter out/mntp -o out/simcse --steps 1000")
 def simcse(data: Data, output: Output = Path("bivec-simcse"), model: Model = None, adapter: Adapters = None,
            steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None,
-           max_length: MaxLen = None, lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200,
-           resume: Resume = False, precision: Precision = "auto", gradient_checkpointing: GradCkpt = False,
+           max_length: MaxLen = None, lora_r: LoraR = None, lora_dropout: LoraDropout = None, seed: Seed = None, save_steps: SaveSteps = None,
+           resume: Resume = False, precision: Precision = None, gradient_checkpointing: GradCkpt = False,
            deepspeed: DeepSpeed = None, fsdp: FSDP = None, allow_pickle: AllowPickle = False,
            trust_remote_code: TrustRemoteCode = False, scale: Scale = None, chunk_size: Chunk = None,
            dropout: Annotated[Optional[float], typer.Option(help="Attention dropout making the two views differ.")] = None,
@@ -101,8 +101,8 @@ def simcse(data: Data, output: Output = Path("bivec-simcse"), model: Model = Non
              "-o out/sup --batch-size 512 --chunk-size 32 --instruction 'Retrieve semantically similar text.'")
 def supervised(data: Data, output: Output = Path("bivec-supervised"), model: Model = None, adapter: Adapters = None,
                steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None,
-               max_length: MaxLen = None, lora_r: LoraR = 16, lora_dropout: LoraDropout = 0.05, seed: Seed = 42, save_steps: SaveSteps = 200,
-               resume: Resume = False, precision: Precision = "auto", gradient_checkpointing: GradCkpt = False,
+               max_length: MaxLen = None, lora_r: LoraR = None, lora_dropout: LoraDropout = None, seed: Seed = None, save_steps: SaveSteps = None,
+               resume: Resume = False, precision: Precision = None, gradient_checkpointing: GradCkpt = False,
                deepspeed: DeepSpeed = None, fsdp: FSDP = None, allow_pickle: AllowPickle = False,
                trust_remote_code: TrustRemoteCode = False, scale: Scale = None, chunk_size: Chunk = None,
                instruction: Instruction = "", merge: Merge = False) -> None:
@@ -154,7 +154,7 @@ def llm2vec(
     eval_files: Annotated[Optional[list[Path]], typer.Option("--eval", help="STS file scored at the end (score<TAB>s1<TAB>s2); repeatable.")] = None,
     no_mntp: Annotated[bool, typer.Option("--no-mntp", help="Skip MNTP (the paper's ablation).")] = False,
     causal: Annotated[bool, typer.Option("--causal", help="Train and encode with causal attention (the paper's ablation).")] = False,
-    seed: Seed = 42, precision: Precision = "auto", allow_pickle: AllowPickle = False,
+    seed: Seed = None, precision: Precision = None, allow_pickle: AllowPickle = False,
     trust_remote_code: TrustRemoteCode = False,
     mntp: StageItems = None, simcse: StageItems = None, supervised: StageItems = None,
 ) -> None:
@@ -172,8 +172,8 @@ def llm2vec(
         config = LLM2VecConfig(
             data=list(data), output_dir=output, model=model, sentences=list(sentences or []),
             triplets=list(triplets or []), eval_files=list(eval_files or []), mntp=not no_mntp,
-            bidirectional=not causal, seed=seed, precision=precision, allow_pickle=allow_pickle,
-            trust_remote_code=trust_remote_code, command=_command_line(context),
+            bidirectional=not causal, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+            command=_command_line(context), **{k: v for k, v in (("seed", seed), ("precision", precision)) if v is not None},
             mntp_stage=stage_settings(MNTPConfig, mntp or [], "--mntp"),
             simcse_stage=stage_settings(SimCSEConfig, simcse or [], "--simcse"),
             supervised_stage=stage_settings(SupervisedConfig, supervised or [], "--supervised"))

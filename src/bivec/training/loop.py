@@ -15,6 +15,7 @@ from torch import nn
 
 from bivec.models.allocator import keep_freed_memory
 from bivec.precision import bf16_supported
+from bivec.textio import atomic_write
 from bivec.training.config import TrainConfig
 from bivec.training.state import latest_checkpoint, load_checkpoint, run_settings, save_checkpoint
 
@@ -139,7 +140,8 @@ def train_loop(
            "history": history}
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "training_log.json").write_text(json.dumps(log, indent=1))
+        text = json.dumps(log, indent=1)
+        atomic_write(output_dir / "training_log.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         _plot(history, output_dir / "training_curve.png", stage)
     return log
 
