@@ -167,21 +167,14 @@ def info(
 ) -> None:
     """Print a model's architecture, embedding size, whether it can be made bidirectional and the
     dtype that dtype="auto" picks on this machine (checked on first use, then cached)."""
-    from dataclasses import replace
-
-    from bivec.attention import BidirectionalError, is_bidirectional
-    from bivec.encoder import Encoder
+    from bivec.attention import is_bidirectional
 
     options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code)
-    try:
-        try:
-            encoder = Encoder.from_pretrained(options.model, **options.encoder_kwargs())
-            bidirectional = "yes (checked on the loaded weights)" if is_bidirectional(encoder.model) else "no (causal)"
-        except BidirectionalError as exc:
-            encoder = replace(options, causal=True).load()
-            bidirectional = f"no: {exc}"
-    except (ValueError, FileNotFoundError) as exc:
-        fail(exc)
+    encoder, refused = options.load_or_causal()
+    if refused is not None:
+        bidirectional = f"no: {refused}"
+    else:
+        bidirectional = "yes (checked on the loaded weights)" if is_bidirectional(encoder.model) else "no (causal)"
     config = encoder.model.config.get_text_config()
     choice = encoder.precision
     rows = {

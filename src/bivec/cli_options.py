@@ -73,6 +73,21 @@ class LoadOptions:
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             fail(exc)
 
+    def load_or_causal(self) -> tuple[Encoder, Exception | None]:
+        """The encoder and None; or, for a model that fails bivec's bidirectional check, the model
+        loaded causal and the check's error, for commands that report on models (info, analyze)."""
+        from dataclasses import replace
+
+        from bivec.attention import BidirectionalError
+        from bivec.encoder import Encoder
+
+        try:
+            return Encoder.from_pretrained(self.model, **self.encoder_kwargs()), None
+        except BidirectionalError as exc:
+            return replace(self, causal=True).load(), exc
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            fail(exc)
+
 
 def load_options(model: str | None, adapter: list[str] | None, causal: bool, pooling: str | None,
                  max_length: int | None, dtype: str | None, compile: bool, allow_pickle: bool,

@@ -269,7 +269,8 @@ def analyze(
     for index, name in enumerate(names):
         options = load_options(name, adapter if index == 0 else None, False, None, None, dtype, False, allow_pickle,
                                trust_remote_code)
-        encoder = _load_causal_ok(options)
+        # A model that fails the switch is loaded causal, so that analyze() says why it cannot be switched.
+        encoder, _ = options.load_or_causal()
         label = Path(name).name if name else "bivec-default"
         try:
             results.append(analysis.analyze(encoder, texts, name=label, layers=chosen))
@@ -284,19 +285,3 @@ def analyze(
     analysis.plot(results, output / "analysis.png")
     typer.echo(table)
     typer.echo(f"saved {output / 'analysis.json'}, {output / 'analysis.md'} and {output / 'analysis.png'}")
-
-
-def _load_causal_ok(options):
-    """The encoder; a model that fails the bidirectional switch is loaded causal, so that
-    :func:`analysis.analyze` reports why it cannot be switched."""
-    from dataclasses import replace
-
-    from bivec.attention import BidirectionalError
-    from bivec.encoder import Encoder
-
-    try:
-        return Encoder.from_pretrained(options.model, **options.encoder_kwargs())
-    except BidirectionalError:
-        return replace(options, causal=True).load()
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        fail(exc)
