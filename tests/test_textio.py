@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from bivec.textio import check_output_path, input_format, parse_texts, read_texts, write_vectors
+from bivec.textio import input_format, parse_texts, read_texts
 
 
 def test_read_each_format(tmp_path):
@@ -44,20 +44,3 @@ def test_missing_file(tmp_path):
     assert input_format("-") == "txt"
 
 
-def test_write_each_format(tmp_path):
-    texts, vectors = ["a", "b"], np.arange(6, dtype=np.float32).reshape(2, 3)
-    for suffix in (".npy", ".parquet", ".jsonl"):
-        write_vectors(tmp_path / f"v{suffix}", texts, vectors)
-    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), vectors)
-    table = pq.read_table(tmp_path / "v.parquet")
-    assert table.column("text").to_pylist() == texts
-    np.testing.assert_array_equal(np.array(table.column("embedding").to_pylist()), vectors)
-    rows = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
-    assert rows == [{"text": "a", "embedding": [0.0, 1.0, 2.0]}, {"text": "b", "embedding": [3.0, 4.0, 5.0]}]
-
-
-def test_bad_outputs(tmp_path):
-    with pytest.raises(ValueError, match=r"--output v.csv: unsupported format; use .npy, .parquet, .jsonl"):
-        check_output_path("v.csv")
-    with pytest.raises(ValueError, match="2 texts but 1 vectors"):
-        write_vectors(tmp_path / "v.npy", ["a", "b"], np.zeros((1, 3), dtype=np.float32))

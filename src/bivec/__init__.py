@@ -10,7 +10,7 @@ Example:
 from bivec.attention import BidirectionalError, check_bidirectional, make_bidirectional
 from bivec.compat import LLM2Vec
 from bivec.encoder import Encoder
-from bivec.export.quantization import QuantizedVectors, quantize
+from bivec.vectors import QuantizedVectors, quantize
 
 __version__ = "0.1.0"
 

@@ -105,9 +105,9 @@ def encode(
     import numpy as np
 
     from bivec.attention import is_bidirectional
-    from bivec.export.quantization import KINDS
-    from bivec.export.quantization import quantize as quantize_vectors
-    from bivec.textio import check_output_path, check_writable_dir, write_vectors
+    from bivec.textio import check_writable_dir
+    from bivec.vectors import KINDS, check_output_path, write_vectors
+    from bivec.vectors import quantize as quantize_vectors
 
     if quantize is not None and quantize not in KINDS:
         fail(f"--quantize {quantize}: choose one of {', '.join(KINDS)}")

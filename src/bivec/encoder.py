@@ -13,10 +13,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bivec import precision
 from bivec.attention import last_hidden_state, make_bidirectional
-from bivec.models.allocator import keep_freed_memory
 from bivec.models.checkpoint import DEFAULT_SETTINGS, EncoderSettings, load_model, resolve_checkpoint
 from bivec.models.loading import load_tokenizer, resolve_device
 from bivec.pooling import check_pooling_mode, pool
+from bivec.runtime import keep_freed_memory
 
 EncodeInput = str | Sequence[str]
 _SENTINEL = "\x00bivec-text\x00"
@@ -185,7 +185,7 @@ class Encoder:
             key = precision.cache_key({
                 "machine": precision.machine_description(device),
                 "candidates": [str(d) for d in precision.candidates(device)],
-                "model": precision.model_fingerprint([checkpoint.base, *checkpoint.adapters]),
+                "model": precision.model_file_stats([checkpoint.base, *checkpoint.adapters]),
                 "bidirectional": bidirectional, "pooling": pooling, "max_length": settings.max_length,
                 "attn_implementation": attn_implementation, "chat_template": chat_template,
             })

@@ -225,7 +225,7 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def model_fingerprint(directories: list[Path]) -> list[tuple[str, int, int]]:
+def model_file_stats(directories: list[Path]) -> list[tuple[str, int, int]]:
     """Path, size and modification time of every weight and config file: a changed model is a
     new model."""
     out = []
@@ -238,7 +238,7 @@ def model_fingerprint(directories: list[Path]) -> list[tuple[str, int, int]]:
 
 
 def _cache_path() -> Path:
-    from bivec.models.default import cache_dir
+    from bivec.runtime import cache_dir
 
     return cache_dir() / _CACHE_FILE
 

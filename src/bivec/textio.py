@@ -1,4 +1,4 @@
-"""Texts in (txt / jsonl / csv / tsv files or stdin), vectors out (.npy / .parquet / .jsonl)."""
+"""Texts in (txt / jsonl / csv / tsv files or stdin), and atomic writes of any output."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-
 INPUT_FORMATS = ("txt", "jsonl", "csv", "tsv")
-OUTPUT_SUFFIXES = (".npy", ".parquet", ".jsonl")
 
 
 def input_format(path: str | Path, format: str | None = None) -> str:
@@ -119,15 +116,6 @@ def _read_table(lines: Iterable[str], delimiter: str, column: str, source: str) 
     return texts
 
 
-def check_output_path(path: str | Path) -> None:
-    """Refuse an output :func:`write_vectors` cannot write (its suffix, or a folder that does not
-    exist or is not writable), before any work is done."""
-    path = Path(path)
-    if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise ValueError(f"--output {path}: unsupported format; use {', '.join(OUTPUT_SUFFIXES)}")
-    check_writable_dir(path.parent, f"--output {path}")
-
-
 def check_writable_dir(folder: str | Path, what: str) -> None:
     """Raise a ValueError naming ``what`` unless ``folder`` is an existing folder this process can
     write into: checked before expensive work, so that its result is not lost to a late error."""
@@ -157,35 +145,3 @@ def atomic_write(path: str | Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def write_vectors(path: str | Path, texts: Sequence[str], vectors: np.ndarray) -> None:
-    """Save ``vectors`` as .npy (vectors only), .parquet or .jsonl (columns ``text`` and ``embedding``).
-
-    Example:
-        >>> write_vectors("out.parquet", ["a text"], np.zeros((1, 4), dtype=np.float32))  # doctest: +SKIP
-    """
-    check_output_path(path)
-    if len(texts) != len(vectors):
-        raise ValueError(f"{len(texts)} texts but {len(vectors)} vectors")
-    suffix = Path(path).suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), vectors.shape[1])
-        table = pa.table({"text": pa.array(list(texts), pa.string()), "embedding": embedding})
-        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-        return
-
-    def write(tmp: str) -> None:
-        # Through an open file: np.save would add ".npy" to the temporary file's name.
-        with open(tmp, "wb") as out:
-            if suffix == ".npy":
-                np.save(out, vectors)
-                return
-            for text, vector in zip(texts, vectors):
-                row = {"text": text, "embedding": vector.tolist()}
-                out.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-
-    atomic_write(path, write)

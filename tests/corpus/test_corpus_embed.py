@@ -12,11 +12,11 @@ from corpus_helpers import corpus_file, sentences, write_jsonl  # noqa: F401  (c
 
 import bivec.corpus.embed as embed_module
 from bivec import Encoder
-from bivec.corpus import Columns, CorpusConfig, CorpusError, EncoderSettings, embed_corpus, read_embeddings
+from bivec.corpus import Columns, CorpusConfig, CorpusError, WorkerSettings, embed_corpus, read_embeddings
 
 
 def config(model_dir, **kwargs) -> CorpusConfig:
-    encoder = EncoderSettings(model=str(model_dir), **kwargs.pop("encoder", {}))
+    encoder = WorkerSettings(model=str(model_dir), **kwargs.pop("encoder", {}))
     return CorpusConfig(encoder=encoder, shard_size=kwargs.pop("shard_size", 500), block_rows=kwargs.pop("block_rows", 128), **kwargs)
 
 
@@ -199,7 +199,7 @@ def test_other_settings_on_an_existing_output_are_refused(tiny_model_dir, tmp_pa
 _KILL_SCRIPT = """
 import os, signal, sys
 import bivec.corpus.shards as shards
-from bivec.corpus import CorpusConfig, EncoderSettings, embed_corpus
+from bivec.corpus import CorpusConfig, WorkerSettings, embed_corpus
 
 real_replace, count = os.replace, [0]
 
@@ -213,7 +213,7 @@ def replace_then_die(src, dst):
     real_replace(src, dst)
 
 shards.os.replace = replace_then_die
-embed_corpus(sys.argv[1], sys.argv[2], CorpusConfig(encoder=EncoderSettings(model=sys.argv[3]), shard_size=300, block_rows=100))
+embed_corpus(sys.argv[1], sys.argv[2], CorpusConfig(encoder=WorkerSettings(model=sys.argv[3]), shard_size=300, block_rows=100))
 """
 
 
@@ -226,7 +226,7 @@ def test_a_killed_run_resumes_without_lost_or_duplicated_ids(tiny_model_dir, cor
     assert run.returncode == -signal.SIGKILL, run.stderr
     assert len(list(output.glob("part-*.parquet"))) == 2
     assert len(list(output.glob(".part-*.tmp"))) == 1
-    summary = embed_corpus(corpus_file, output, CorpusConfig(encoder=EncoderSettings(model=str(tiny_model_dir)), shard_size=300, block_rows=100))
+    summary = embed_corpus(corpus_file, output, CorpusConfig(encoder=WorkerSettings(model=str(tiny_model_dir)), shard_size=300, block_rows=100))
     assert (summary.rows, summary.shards, summary.resumed_shards) == (2000, 7, 2)
     assert not list(output.glob(".part-*.tmp"))
     ids, _ = read_embeddings(output)

@@ -11,12 +11,12 @@ from corpus_helpers import corpus_file  # noqa: F401  (a fixture)
 
 import bivec.corpus
 from bivec import Encoder
-from bivec.corpus import BlockEncoder, CorpusConfig, CorpusError, EncoderSettings, RayOptions, embed_corpus, read_embeddings
+from bivec.corpus import BlockEncoder, CorpusConfig, CorpusError, WorkerSettings, RayOptions, embed_corpus, read_embeddings
 from bivec.corpus.engines import Block, _pool_shape, run_ray
 
 
 def test_block_encoder_is_the_actor_class(tiny_model_dir):
-    worker = BlockEncoder(EncoderSettings(model=str(tiny_model_dir), max_length=10, normalize=True))
+    worker = BlockEncoder(WorkerSettings(model=str(tiny_model_dir), max_length=10, normalize=True))
     batch = pa.table({
         "key": [7, 9],
         "texts": [["a dog runs", "a man " * 10, "the cat sits"], ["music"]],
@@ -32,7 +32,7 @@ def test_block_encoder_is_the_actor_class(tiny_model_dir):
 
 
 def test_block_encoder_with_only_bad_texts(tiny_model_dir):
-    worker = BlockEncoder(EncoderSettings(model=str(tiny_model_dir), max_length=4))
+    worker = BlockEncoder(WorkerSettings(model=str(tiny_model_dir), max_length=4))
     vectors, bad = worker.encode_block(["a man plays a guitar"], [""])
     assert vectors.shape == (0, 32) and bad == [(0, "text has 6 tokens, more than max_length=4")]
 
@@ -54,10 +54,10 @@ def test_ray_engine_bad_options_and_missing_ray(monkeypatch):
                              (RayOptions(cpus_per_worker=0), "--cpus-per-worker must be positive, got 0"),
                              (RayOptions(gpus_per_worker=-1), "--gpus-per-worker must not be negative, got -1")]:
         with pytest.raises(CorpusError, match=message):
-            next(run_ray(EncoderSettings(), blocks, options))
+            next(run_ray(WorkerSettings(), blocks, options))
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(CorpusError, match=r"--engine ray needs Ray Data: pip install 'bivec\[ray\]'"):
-        next(run_ray(EncoderSettings(), blocks, RayOptions()))
+        next(run_ray(WorkerSettings(), blocks, RayOptions()))
 
 
 def test_ray_is_imported_only_by_the_ray_engine():
@@ -69,7 +69,7 @@ def test_ray_is_imported_only_by_the_ray_engine():
 
 @pytest.mark.slow
 def test_ray_and_local_engines_give_identical_embeddings(tiny_model_dir, corpus_file, tmp_path):
-    settings = EncoderSettings(model=str(tiny_model_dir))
+    settings = WorkerSettings(model=str(tiny_model_dir))
     local = embed_corpus(corpus_file, tmp_path / "local", CorpusConfig(encoder=settings, shard_size=500, block_rows=128))
     ray = embed_corpus(corpus_file, tmp_path / "ray", CorpusConfig(encoder=settings, shard_size=500, block_rows=128,
                                                                     engine="ray", ray=RayOptions(workers=2)))

@@ -10,9 +10,9 @@ from bivec.corpus.embed import CorpusConfig, CorpusSummary, embed_corpus
 from bivec.corpus.engines import RayOptions
 from bivec.corpus.reader import BadRow, Columns, CorpusError, find_input_files, read_corpus
 from bivec.corpus.shards import read_embeddings
-from bivec.corpus.worker import BlockEncoder, EncoderSettings
+from bivec.corpus.worker import BlockEncoder, WorkerSettings
 
 __all__ = [
-    "BadRow", "BlockEncoder", "Columns", "CorpusConfig", "CorpusError", "CorpusSummary", "EncoderSettings",
+    "BadRow", "BlockEncoder", "Columns", "CorpusConfig", "CorpusError", "CorpusSummary", "WorkerSettings",
     "RayOptions", "embed_corpus", "find_input_files", "read_corpus", "read_embeddings",
 ]

@@ -56,11 +56,11 @@ def embed_corpus_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Embed a corpus into Parquet shards of (id, embedding); run again to resume a stopped run."""
-    from bivec.corpus import Columns, CorpusConfig, CorpusError, EncoderSettings, RayOptions, embed_corpus
+    from bivec.corpus import Columns, CorpusConfig, CorpusError, RayOptions, WorkerSettings, embed_corpus
 
     config = CorpusConfig(
         columns=Columns(text=text_column, id=id_column, instruction=instruction_column),
-        encoder=EncoderSettings(model=model, adapters=tuple(adapter or ()), causal=causal, pooling=pooling,
+        encoder=WorkerSettings(model=model, adapters=tuple(adapter or ()), causal=causal, pooling=pooling,
                                 max_length=max_length, dtype=dtype, normalize=normalize, truncate=truncate,
                                 batch_size=batch_size, max_batch_tokens=max_batch_tokens, compile=compile,
                                 allow_pickle=allow_pickle, trust_remote_code=trust_remote_code),

@@ -16,9 +16,17 @@ import numpy as np
 from bivec.corpus.engines import Block, BlockResult, RayOptions, run_local, run_ray
 from bivec.corpus.reader import BadRow, Columns, Corpus, CorpusError, find_input_files, read_corpus
 from bivec.corpus.shards import (
-    ERRORS, MANIFEST, Shard, finished_shard, plan_shards, read_manifest, write_errors, write_json, write_shard,
+    ERRORS,
+    MANIFEST,
+    Shard,
+    finished_shard,
+    plan_shards,
+    read_manifest,
+    write_errors,
+    write_json,
+    write_shard,
 )
-from bivec.corpus.worker import EncoderSettings
+from bivec.corpus.worker import WorkerSettings
 
 _FORMAT = 1
 
@@ -34,11 +42,11 @@ class CorpusConfig:
 
     Example:
         >>> CorpusConfig(columns=Columns(text="body", id="doc_id"), on_error="skip",
-        ...              encoder=EncoderSettings(normalize=True), engine="ray")  # doctest: +SKIP
+        ...              encoder=WorkerSettings(normalize=True), engine="ray")  # doctest: +SKIP
     """
 
     columns: Columns = field(default_factory=Columns)
-    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    encoder: WorkerSettings = field(default_factory=WorkerSettings)
     shard_size: int = 10_000
     block_rows: int = 256
     on_error: str = "fail"

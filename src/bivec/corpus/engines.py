@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from bivec.corpus.reader import CorpusError
-from bivec.corpus.worker import BlockEncoder, EncoderSettings
+from bivec.corpus.worker import BlockEncoder, WorkerSettings
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _results(table: pa.Table) -> Iterator[BlockResult]:
         yield BlockResult(row["key"], vectors, [tuple(b) for b in json.loads(row["errors"])])
 
 
-def run_local(settings: EncoderSettings, blocks: Sequence[Block]) -> Iterator[BlockResult]:
+def run_local(settings: WorkerSettings, blocks: Sequence[Block]) -> Iterator[BlockResult]:
     """Encode the blocks one after another in this process."""
     worker = BlockEncoder(settings)
     for block in blocks:
@@ -97,7 +97,7 @@ def _check_options(options: RayOptions) -> None:
         raise CorpusError(f"--gpus-per-worker must not be negative, got {options.gpus_per_worker}")
 
 
-def run_ray(settings: EncoderSettings, blocks: Sequence[Block], options: RayOptions) -> Iterator[BlockResult]:
+def run_ray(settings: WorkerSettings, blocks: Sequence[Block], options: RayOptions) -> Iterator[BlockResult]:
     """Encode the blocks on a Ray Data actor pool (one BlockEncoder per actor), yielding
     results as they finish, in any order."""
     _check_options(options)

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bivec.corpus.reader import Corpus, CorpusError
 from bivec.textio import atomic_write
+from bivec.vectors import write_vector_table
 
 MANIFEST = "manifest.json"
 ERRORS = "errors.jsonl"
@@ -51,11 +51,7 @@ def plan_shards(corpus: Corpus, shard_size: int, identity: dict[str, Any]) -> li
 def write_shard(path: Path, ids: list[str], vectors: np.ndarray, errors: list[dict[str, Any]]) -> None:
     """Save (id, embedding) rows; the shard's bad rows ride along in the file's metadata, so
     they survive a resume exactly like its vectors."""
-    dim = vectors.shape[1]
-    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32, copy=False).ravel()), dim)
-    table = pa.table({"id": pa.array(ids, pa.string()), "embedding": embedding})
-    table = table.replace_schema_metadata({_ERRORS_KEY: json.dumps(errors)})
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    write_vector_table(path, "id", ids, vectors, {_ERRORS_KEY: json.dumps(errors)})
 
 
 def finished_shard(path: Path, expected_rows: int) -> list[dict[str, Any]] | None:

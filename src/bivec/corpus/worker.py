@@ -15,7 +15,7 @@ from bivec.models.default import DEFAULT_BASE, DEFAULT_ENCODER
 
 
 @dataclass(frozen=True)
-class EncoderSettings:
+class WorkerSettings:
     """How each worker loads and runs its Encoder (see ``Encoder.from_pretrained`` / ``encode``).
 
     Over-long texts are bad rows unless ``truncate`` is True; ``max_batch_tokens`` is the
@@ -23,7 +23,7 @@ class EncoderSettings:
     the checkpoint, as in every command.
 
     Example:
-        >>> EncoderSettings(model="~/models/my-llm2vec", pooling="mean", normalize=True)  # doctest: +SKIP
+        >>> WorkerSettings(model="~/models/my-llm2vec", pooling="mean", normalize=True)  # doctest: +SKIP
     """
 
     model: str | None = None
@@ -77,11 +77,11 @@ class BlockEncoder:
     ``[position in block, reason]``).
 
     Example:
-        >>> worker = BlockEncoder(EncoderSettings(model="tiny-model"))  # doctest: +SKIP
+        >>> worker = BlockEncoder(WorkerSettings(model="tiny-model"))  # doctest: +SKIP
         >>> worker(pa.table({"key": [0], "texts": [["a text"]], "instructions": [[""]]}))  # doctest: +SKIP
     """
 
-    def __init__(self, settings: EncoderSettings) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         from bivec.encoder import Encoder
 
         self.settings = settings

@@ -131,7 +131,7 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def model_fingerprint(encoder) -> str:
+def weights_digest(encoder) -> str:
     """A short hash of the model's config (attention mode and dtype included), a sample of every
     weight tensor and the tokenizer's vocabulary size: it changes when the model does."""
     digest = hashlib.sha256(encoder.model.config.get_text_config().to_json_string().encode())
@@ -209,10 +209,10 @@ def cached_word_features(
     """:func:`word_features` of a file, stored under ``cache_dir`` (default: bivec's cache
     directory) and reused when the model, settings, file content and number of sentences (a
     prefix of the file) are the same."""
-    from bivec.models.default import cache_dir as default_cache
+    from bivec.runtime import cache_dir as default_cache
 
     path = Path(path)
-    key = json.dumps([_FEATURE_FORMAT, model_fingerprint(encoder), word_pooling, retroactive, _file_hash(path),
+    key = json.dumps([_FEATURE_FORMAT, weights_digest(encoder), word_pooling, retroactive, _file_hash(path),
                       len(sentences)])
     folder = Path(cache_dir) if cache_dir is not None else default_cache() / "word-features"
     target = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from bivec.correlation import pair_correlations
 from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.textio import read_text_file

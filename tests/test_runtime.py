@@ -36,7 +36,7 @@ faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3
 print(json.dumps({{"result": result, "faults": faults}}))
 """
 PAGES_PER_ROUND = 15_000
-CALL = "from bivec.models.allocator import keep_freed_memory\nresult = keep_freed_memory('cpu')"
+CALL = "from bivec.runtime import keep_freed_memory\nresult = keep_freed_memory('cpu')"
 
 
 def run_child(setup: str, **env: str) -> dict:
@@ -54,14 +54,14 @@ def test_after_keep_freed_memory_rounds_reuse_their_pages():
 
 def test_an_encoder_on_the_cpu_sets_the_thresholds(tiny_model_dir):
     child = run_child(f"from bivec import Encoder\nEncoder.from_pretrained({str(tiny_model_dir)!r}, dtype='float32')\n"
-                      "from bivec.models.allocator import keep_freed_memory\n"
+                      "from bivec.runtime import keep_freed_memory\n"
                       "result = keep_freed_memory.cache_info().currsize")
     assert child["result"] == 1
     assert child["faults"] < PAGES_PER_ROUND / 20
 
 
 def test_a_model_on_an_accelerator_leaves_the_allocator_alone():
-    from bivec.models.allocator import keep_freed_memory
+    from bivec.runtime import keep_freed_memory
 
     assert keep_freed_memory("cuda") is False
 

@@ -1,23 +1,27 @@
-"""Quantised embeddings: int8 codes with a per-dimension scale, or packed sign bits.
+"""Embeddings out: float32 vectors saved as .npy, .parquet or .jsonl, and quantised codes (int8
+with a per-dimension scale, or packed sign bits).
 
-The scale is part of the result, so codes can be read back (``dequantize``) and batches
+The scale is part of quantised codes, so codes can be read back (``dequantize``) and batches
 quantised separately can share one scale (pass ``scale=`` from a first batch or a calibration
 set), which keeps their codes comparable.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from bivec.textio import atomic_write
+from bivec.textio import atomic_write, check_writable_dir
 
 QuantizationKind = Literal["int8", "binary"]
 KINDS: tuple[str, ...] = ("int8", "binary")
 _INT8_MAX = 127
+OUTPUT_SUFFIXES = (".npy", ".parquet", ".jsonl")
 
 
 @dataclass(frozen=True)
@@ -115,3 +119,53 @@ def quantize(vectors: np.ndarray, kind: QuantizationKind, *, scale: np.ndarray |
     if scale is None:
         scale = magnitude.mean(axis=0) if len(vectors) else np.zeros(dim, dtype=np.float32)
     return QuantizedVectors(kind, np.packbits(vectors > 0, axis=1), _check_scale(scale, dim), dim)
+
+
+def check_output_path(path: str | Path) -> None:
+    """Refuse an output :func:`write_vectors` cannot write (its suffix, or a folder that does not
+    exist or is not writable), before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"--output {path}: unsupported format; use {', '.join(OUTPUT_SUFFIXES)}")
+    check_writable_dir(path.parent, f"--output {path}")
+
+
+def write_vector_table(path: str | Path, key: str, keys: Sequence[str], vectors: np.ndarray,
+                       metadata: dict[bytes, str] | None = None) -> None:
+    """Save Parquet rows of a string column ``key`` and an ``embedding`` column (fixed-size float32
+    lists), atomically; ``metadata`` goes into the file's schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32, copy=False).ravel()), vectors.shape[1])
+    table = pa.table({key: pa.array(list(keys), pa.string()), "embedding": embedding})
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_vectors(path: str | Path, texts: Sequence[str], vectors: np.ndarray) -> None:
+    """Save ``vectors`` as .npy (vectors only), .parquet or .jsonl (columns ``text`` and ``embedding``).
+
+    Example:
+        >>> write_vectors("out.parquet", ["a text"], np.zeros((1, 4), dtype=np.float32))  # doctest: +SKIP
+    """
+    check_output_path(path)
+    if len(texts) != len(vectors):
+        raise ValueError(f"{len(texts)} texts but {len(vectors)} vectors")
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        write_vector_table(path, "text", texts, vectors)
+        return
+
+    def write(tmp: str) -> None:
+        # Through an open file: np.save would add ".npy" to the temporary file's name.
+        with open(tmp, "wb") as out:
+            if suffix == ".npy":
+                np.save(out, vectors)
+                return
+            for text, vector in zip(texts, vectors):
+                row = {"text": text, "embedding": vector.tolist()}
+                out.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    atomic_write(path, write)

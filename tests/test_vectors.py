@@ -1,10 +1,13 @@
+import json
+
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 import bivec
 from bivec.cli import app
-from bivec.export.quantization import QuantizedVectors, quantize
+from bivec.vectors import QuantizedVectors, check_output_path, quantize, write_vectors
 
 runner = CliRunner()
 
@@ -100,3 +103,22 @@ def test_cli_bad_quantise_options(tiny_model_dir, tmp_path):
     assert result.exit_code == 2 and "only .npz is supported for quantised vectors (codes + scale)" in result.output
     result = runner.invoke(app, ["encode", "a dog", "-m", str(tiny_model_dir), "--dimensions", "99"])
     assert result.exit_code == 2 and "dimensions must be between 1 and 32, got 99" in result.output
+
+
+def test_write_each_format(tmp_path):
+    texts, vectors = ["a", "b"], np.arange(6, dtype=np.float32).reshape(2, 3)
+    for suffix in (".npy", ".parquet", ".jsonl"):
+        write_vectors(tmp_path / f"v{suffix}", texts, vectors)
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), vectors)
+    table = pq.read_table(tmp_path / "v.parquet")
+    assert table.column("text").to_pylist() == texts
+    np.testing.assert_array_equal(np.array(table.column("embedding").to_pylist()), vectors)
+    rows = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert rows == [{"text": "a", "embedding": [0.0, 1.0, 2.0]}, {"text": "b", "embedding": [3.0, 4.0, 5.0]}]
+
+
+def test_bad_outputs(tmp_path):
+    with pytest.raises(ValueError, match=r"--output v.csv: unsupported format; use .npy, .parquet, .jsonl"):
+        check_output_path("v.csv")
+    with pytest.raises(ValueError, match="2 texts but 1 vectors"):
+        write_vectors(tmp_path / "v.npy", ["a", "b"], np.zeros((1, 3), dtype=np.float32))

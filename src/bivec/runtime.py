@@ -1,4 +1,6 @@
-"""Keep the memory that forward passes free inside the process (Linux with glibc).
+"""Process-level concerns: where bivec keeps its cache, and the memory allocator's settings.
+
+``keep_freed_memory``: keep the memory that forward passes free inside the process (Linux with glibc).
 
 Each forward pass allocates its activations and frees them at the end. Under glibc's default,
 adaptive settings, freed memory at the top of the heap beyond about twice the largest recent
@@ -18,6 +20,9 @@ import ctypes
 import functools
 import os
 import platform
+from pathlib import Path
+
+from platformdirs import user_cache_dir
 
 # Allocations up to this size come from the heap (which keeps freed memory) rather than from
 # mmap (whose every allocation faults its pages in). 32 MiB is the most glibc's adaptive rule
@@ -30,6 +35,12 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 # A user who set any of these chose the allocator's behaviour: bivec leaves it alone.
 _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+
+
+def cache_dir() -> Path:
+    """Where bivec keeps converted models and cached measurements: ``$BIVEC_CACHE`` or the user
+    cache dir."""
+    return Path(os.environ.get("BIVEC_CACHE") or user_cache_dir("bivec"))
 
 
 @functools.cache
