@@ -37,7 +37,7 @@ async def _embed_all(config: ServerConfig, jobs: list[tuple[list[Tokenized], int
 
 def test_batches_respect_the_token_budget_and_dimensions():
     jobs = [(items(4), None), (items(2, 2), None), (items(4), 8), (items(4), None), (items(8), None)]
-    calls, results = asyncio.run(_embed_all(ServerConfig(max_batch_tokens=12, max_wait_ms=50), jobs))
+    calls, results = asyncio.run(_embed_all(ServerConfig(max_merged_tokens=12, max_wait_ms=50), jobs))
     # The first batch takes requests in order while 12 tokens last, skipping the one asking for other dimensions.
     assert calls == [([4, 2, 2, 4], None), ([4], 8), ([8], None)]
     assert [r.tolist() for r in results] == [

@@ -38,7 +38,7 @@ class DynamicBatcher:
     runs ``Encoder.encode_tokenized`` on them in one worker thread, so the event loop keeps serving.
 
     A batch takes the oldest waiting request, then the next ones that ask for the same
-    ``dimensions`` while the batch stays within ``max_batch_tokens`` tokens and
+    ``dimensions`` while the batch stays within ``max_merged_tokens`` (unpadded) tokens and
     ``max_batch_size`` texts. If a merged batch fails, each of its requests is retried alone,
     so one bad request never fails the others.
 
@@ -126,7 +126,7 @@ class DynamicBatcher:
     def _fits(self, first: _Job, tokens: int, texts: int, job: _Job) -> bool:
         return (
             job.dimensions == first.dimensions
-            and tokens + job.tokens <= self.config.max_batch_tokens
+            and tokens + job.tokens <= self.config.max_merged_tokens
             and texts + len(job.items) <= self.config.max_batch_size
         )
 

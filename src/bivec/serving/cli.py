@@ -57,7 +57,7 @@ def serve(
     trust_remote_code: TrustRemoteCodeOption = False,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads; on a busy shared CPU 1 can be much faster.")] = None,
     max_inputs: Annotated[int, typer.Option(help="Inputs per request.")] = ServerConfig.max_inputs,
-    max_batch_tokens: Annotated[int, typer.Option(help="Tokens of the requests grouped into one batch; the encoder splits it into forward passes under its own budget.")] = ServerConfig.max_batch_tokens,
+    max_merged_tokens: Annotated[int, typer.Option(help="Unpadded tokens of the requests merged into one batch; the encoder cuts it into forward passes under its own padded-token budget.")] = ServerConfig.max_merged_tokens,
     max_batch_size: Annotated[int, typer.Option(help="Texts per model call.")] = ServerConfig.max_batch_size,
     max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = ServerConfig.max_wait_ms,
     max_queue: Annotated[int, typer.Option(help="Texts waiting; beyond it requests get 429.")] = ServerConfig.max_queue_texts,
@@ -79,7 +79,7 @@ def serve(
     try:
         config = ServerConfig(
             model_name=name or (DEFAULT_MODEL_NAME if model is None else model.rstrip("/").rsplit("/", 1)[-1]),
-            normalize=normalize, max_inputs=max_inputs, truncate=truncate, max_batch_tokens=max_batch_tokens,
+            normalize=normalize, max_inputs=max_inputs, truncate=truncate, max_merged_tokens=max_merged_tokens,
             max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue_texts=max_queue, api_key=api_key,
         )
         sock = _bind(host, port)

@@ -24,8 +24,9 @@ class ServerConfig:
     """Texts per request; more gets 413."""
     truncate: bool = True
     """Cut texts longer than the encoder's ``max_length`` tokens; False answers them with 413."""
-    max_batch_tokens: int = 16384
-    """Token budget of one merged batch of requests (and of each model call inside it)."""
+    max_merged_tokens: int = 16384
+    """Tokens (unpadded) of the requests merged into one batch; the encoder then cuts the batch into
+    forward passes under its own padded-token budget (``Encoder.encode``'s ``max_batch_tokens``)."""
     max_batch_size: int = DEFAULT_BATCH_SIZE
     """Texts per model call (encode's default: at 16 clients x 16 texts, 128 served 8-16% more texts/s
     than 64, with a lower median latency)."""
@@ -39,7 +40,7 @@ class ServerConfig:
     """When set, /v1/* requires ``Authorization: Bearer <api_key>``."""
 
     def __post_init__(self) -> None:
-        for name in ("max_inputs", "max_batch_tokens", "max_batch_size", "max_queue_texts", "retry_after_s"):
+        for name in ("max_inputs", "max_merged_tokens", "max_batch_size", "max_queue_texts", "retry_after_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
