@@ -1,4 +1,7 @@
-"""Tiny random checkpoints in the published LLM2Vec layout, built with peft, for loading tests."""
+"""Tiny random checkpoints in the published LLM2Vec layout, built with peft, for loading tests.
+
+Every function receives the directories it works on; a base model directory to start from comes
+from the ``build_base`` or ``tiny_model_dir`` fixture (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,18 +16,8 @@ from transformers import AutoModel
 from bivec import Encoder
 from bivec.attention import make_bidirectional
 from bivec.models.loading import load_tokenizer
-from conftest import ARCHITECTURES, tiny_model, tiny_tokenizer
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def build_base(out: Path, model_type: str = "llama", *, chat_template: bool = True, seed: int = 0) -> Path:
-    """A base model directory: tiny random weights (safetensors) and the tiny tokenizer; 1024
-    positions, so that bivec's default max_length fits."""
-    attention = "sdpa" if ARCHITECTURES[model_type] else "eager"
-    tiny_model(model_type, attention, seed=seed, max_position_embeddings=1024).save_pretrained(out)
-    tiny_tokenizer(chat_template).save_pretrained(out)
-    return out
 
 
 def build_adapter(

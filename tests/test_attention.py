@@ -1,6 +1,5 @@
 import pytest
 import torch
-from conftest import ARCHITECTURES, tiny_config, tiny_model
 from transformers import AttentionInterface, AutoModel, GPT2Config
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -13,7 +12,6 @@ from bivec.attention import (
     set_attention_mode,
 )
 
-IMPLEMENTATIONS = [(arch, impl) for arch, sdpa in ARCHITECTURES.items() for impl in ("eager", "sdpa") if sdpa or impl == "eager"]
 IDS = torch.tensor([[7, 9, 14, 20, 33, 41, 12, 8]])
 
 
@@ -28,9 +26,9 @@ def changed_last(ids):
     return out
 
 
-@pytest.mark.parametrize("arch,impl", IMPLEMENTATIONS)
-def test_later_token_changes_earlier_state_only_when_bidirectional(arch, impl):
-    model = tiny_model(arch, impl)
+def test_later_token_changes_earlier_state_only_when_bidirectional(arch_and_impl, make_tiny_model):
+    arch, impl = arch_and_impl
+    model = make_tiny_model(arch, impl)
     before, after = states(model, IDS), states(model, changed_last(IDS))
     torch.testing.assert_close(before[:, :-1], after[:, :-1])  # causal: the past cannot see the future
     make_bidirectional(model)
@@ -38,10 +36,10 @@ def test_later_token_changes_earlier_state_only_when_bidirectional(arch, impl):
     assert (before[0, 0] - after[0, 0]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("arch,impl", IMPLEMENTATIONS)
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_padding_never_changes_real_tokens(arch, impl, side):
-    model = make_bidirectional(tiny_model(arch, impl))
+def test_padding_never_changes_real_tokens(arch_and_impl, side, make_tiny_model):
+    arch, impl = arch_and_impl
+    model = make_bidirectional(make_tiny_model(arch, impl))
     short = IDS[:, :5]
     pad = torch.zeros(1, 3, dtype=torch.long)
     ids = torch.cat([IDS, torch.cat([pad, short], 1) if side == "left" else torch.cat([short, pad], 1)])
@@ -52,10 +50,9 @@ def test_padding_never_changes_real_tokens(arch, impl, side):
     torch.testing.assert_close(batch[1][mask[1].bool()], states(model, short)[0], atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("arch", [a for a, sdpa in ARCHITECTURES.items() if sdpa])
-def test_eager_and_sdpa_agree(arch):
-    eager = make_bidirectional(tiny_model(arch, "eager"))
-    sdpa = make_bidirectional(tiny_model(arch, "sdpa"))
+def test_eager_and_sdpa_agree(sdpa_architecture, make_tiny_model):
+    eager = make_bidirectional(make_tiny_model(sdpa_architecture, "eager"))
+    sdpa = make_bidirectional(make_tiny_model(sdpa_architecture, "sdpa"))
     mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
     ids = IDS.repeat(2, 1)
     torch.testing.assert_close(states(eager, ids, mask), states(sdpa, ids, mask), atol=1e-5, rtol=1e-4)
@@ -77,8 +74,8 @@ def _seen_by(model, position: int, length: int = 9) -> list[int]:
 @pytest.mark.parametrize("arch,impl,overrides", [
     ("mistral", "eager", {}), ("mistral", "sdpa", {}), ("gemma2", "eager", {"layer_types": ["sliding_attention"]}),
 ])
-def test_sliding_window_becomes_symmetric_with_the_models_own_width(arch, impl, overrides):
-    model = tiny_model(arch, impl, sliding_window=3, num_hidden_layers=1, **overrides)
+def test_sliding_window_becomes_symmetric_with_the_models_own_width(arch, impl, overrides, make_tiny_model):
+    model = make_tiny_model(arch, impl, sliding_window=3, num_hidden_layers=1, **overrides)
     # Causal: the token itself and the 2 before it (a width of 3). Bidirectional: 2 on each side,
     # not transformers' 3 on each side.
     assert _seen_by(model, 4) == [2, 3, 4]
@@ -89,22 +86,22 @@ def test_sliding_window_becomes_symmetric_with_the_models_own_width(arch, impl, 
     torch.testing.assert_close(states(model, padded, mask)[0, 2:], states(model, IDS)[0], atol=1e-5, rtol=1e-4)
 
 
-def test_full_layers_beside_sliding_ones_see_everything():
-    model = make_bidirectional(tiny_model("gemma2", "eager", sliding_window=3, num_hidden_layers=2,
-                                          layer_types=["full_attention", "sliding_attention"]))
+def test_full_layers_beside_sliding_ones_see_everything(make_tiny_model):
+    model = make_bidirectional(make_tiny_model("gemma2", "eager", sliding_window=3, num_hidden_layers=2,
+                                               layer_types=["full_attention", "sliding_attention"]))
     assert _seen_by(model, 4) == list(range(9))
 
 
-def test_switch_back_to_causal():
-    model = make_bidirectional(tiny_model("llama", "sdpa"))
+def test_switch_back_to_causal(make_tiny_model):
+    model = make_bidirectional(make_tiny_model("llama", "sdpa"))
     assert is_bidirectional(model)
     set_attention_mode(model, bidirectional=False)
     assert not is_bidirectional(model)
     torch.testing.assert_close(states(model, IDS)[:, :-1], states(model, changed_last(IDS))[:, :-1])
 
 
-def test_config_switch_before_loading():
-    config = make_bidirectional(tiny_config("qwen3"))
+def test_config_switch_before_loading(make_tiny_config):
+    config = make_bidirectional(make_tiny_config("qwen3"))
     assert config.is_causal is False
     torch.manual_seed(0)
     model = make_bidirectional(AutoModel.from_config(config))
@@ -130,9 +127,9 @@ def _always_causal(module, query, key, value, attention_mask, **kwargs):
     return sdpa_attention_forward(module, query, key, value, None, is_causal=True, **{k: v for k, v in kwargs.items() if k != "is_causal"})
 
 
-def test_model_that_stays_causal_is_refused_and_restored():
+def test_model_that_stays_causal_is_refused_and_restored(make_tiny_model):
     AttentionInterface.register("bivec_test_always_causal", _always_causal)
-    model = tiny_model("llama", "bivec_test_always_causal")
+    model = make_tiny_model("llama", "bivec_test_always_causal")
     with pytest.raises(BidirectionalError, match="still attends causally"):
         make_bidirectional(model)
     assert not is_bidirectional(model)

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_tokenizer
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModel
 
@@ -27,7 +26,7 @@ def test_returns_a_tensor_equal_to_the_encoder(tiny_model_dir):
     assert l2v.pooling_mode == "mean" and l2v.max_length == 64 and l2v.tokenizer is l2v.encoder.tokenizer
 
 
-def test_adapters_are_merged_in_order(tiny_model_dir, tmp_path):
+def test_adapters_are_merged_in_order(tiny_model_dir, tmp_path, make_tiny_tokenizer):
     mntp = make_adapter(tiny_model_dir, tmp_path / "mntp", 1)
     simcse = make_adapter(tiny_model_dir, tmp_path / "simcse", 2)
     l2v = LLM2Vec.from_pretrained(tiny_model_dir, mntp, extra_model_name_or_path=simcse, merge_peft=True)
@@ -36,7 +35,7 @@ def test_adapters_are_merged_in_order(tiny_model_dir, tmp_path):
     manual = AutoModel.from_pretrained(tiny_model_dir)
     manual = PeftModel.from_pretrained(manual, str(mntp)).merge_and_unload()
     manual = PeftModel.from_pretrained(manual, str(simcse)).merge_and_unload()
-    expected = Encoder(make_bidirectional(manual.eval()), tiny_tokenizer()).encode(TEXTS)
+    expected = Encoder(make_bidirectional(manual.eval()), make_tiny_tokenizer()).encode(TEXTS)
     np.testing.assert_allclose(l2v.encode(TEXTS, show_progress_bar=False).numpy(), expected, atol=1e-5)
     plain = LLM2Vec.from_pretrained(tiny_model_dir).encode(TEXTS, show_progress_bar=False).numpy()
     assert not np.allclose(plain, expected)

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model, tiny_tokenizer
 
 from bivec import BidirectionalError, Encoder
 from bivec.encoder import DEFAULT_BATCH_SIZE
@@ -155,7 +154,7 @@ def test_bad_inputs(encoder, bad, message):
         encoder.encode(bad)
 
 
-def test_bad_arguments(tiny_model_dir, encoder, tmp_path):
+def test_bad_arguments(tiny_model_dir, encoder, tmp_path, make_tiny_model, make_tiny_tokenizer):
     with pytest.raises(ValueError, match="unknown pooling mode 'max'"):
         Encoder.from_pretrained(tiny_model_dir, pooling="max")
     with pytest.raises(FileNotFoundError, match="model path '.*does-not-exist' does not exist"):
@@ -167,7 +166,7 @@ def test_bad_arguments(tiny_model_dir, encoder, tmp_path):
     with pytest.raises(ValueError, match="batch_size and max_batch_tokens must be positive"):
         encoder.encode(TEXTS, batch_size=0)
     with pytest.raises(ValueError, match="chat_template=True but the tokenizer has no chat template"):
-        Encoder(tiny_model(), tiny_tokenizer(chat_template=False), chat_template=True)
+        Encoder(make_tiny_model(), make_tiny_tokenizer(chat_template=False), chat_template=True)
 
 
 def test_architecture_that_cannot_be_bidirectional_is_refused(tiny_model_dir):

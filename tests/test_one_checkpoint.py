@@ -16,17 +16,16 @@ from bivec.corpus import read_embeddings
 from bivec.serving import ServerConfig, create_app
 from bivec.training.config import MNTPConfig, SimCSEConfig
 from bivec.training.recipe import LLM2VecConfig, stage_settings, train_llm2vec
-from training.helpers import SENTENCES, tiny_lm_dir  # noqa: F401  (fixture)
 
 runner = CliRunner()
 LONG = "a man plays a guitar and a woman plays the piano in the park and the dog runs on the mat today ."
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_lm_dir):
+def trained(tmp_path_factory, tiny_lm_dir, tiny_sentences):
     root = tmp_path_factory.mktemp("one-checkpoint")
     text = root / "text.txt"
-    text.write_text("\n".join(SENTENCES + [f"{a} {b}" for a, b in zip(SENTENCES, SENTENCES[1:])]) + "\n")
+    text.write_text("\n".join(tiny_sentences + [f"{a} {b}" for a, b in zip(tiny_sentences, tiny_sentences[1:])]) + "\n")
     out = root / "encoder"
     train_llm2vec(LLM2VecConfig(
         data=[text], output_dir=out, model=tiny_lm_dir, precision="fp32", progress=False,

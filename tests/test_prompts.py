@@ -61,14 +61,12 @@ def test_bad_prompts_in_a_checkpoint_are_named(tiny_model_dir, tmp_path):
         Encoder.from_pretrained(path)
 
 
-def test_supervised_training_writes_its_instruction_as_the_query_prompt(tmp_path):
+def test_supervised_training_writes_its_instruction_as_the_query_prompt(tmp_path, make_tiny_lm, make_tiny_tokenizer):
     from bivec.training import SupervisedConfig, train_supervised
-    from conftest import tiny_tokenizer
-    from training.helpers import tiny_lm
 
     base = tmp_path / "base"
-    tiny_lm().save_pretrained(base)
-    tiny_tokenizer().save_pretrained(base)
+    make_tiny_lm().save_pretrained(base)
+    make_tiny_tokenizer().save_pretrained(base)
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"query": "a man plays", "positive": "music"}\n{"query": "the cat", "positive": "a cat sits"}\n')
     train_supervised(SupervisedConfig(data=[rows], model=base, output_dir=tmp_path / "o", steps=1, batch_size=2,

@@ -1,4 +1,3 @@
-from corpus_helpers import sentences, write_jsonl
 from typer.testing import CliRunner
 
 from bivec.cli import app
@@ -7,8 +6,8 @@ from bivec.corpus import read_embeddings
 runner = CliRunner()
 
 
-def test_embed_corpus_command(tiny_model_dir, tmp_path):
-    rows = [{"doc": f"d{i}", "body": t} for i, t in enumerate(sentences(300))] + [{"doc": "x", "body": ""}]
+def test_embed_corpus_command(tiny_model_dir, tmp_path, make_sentences, write_jsonl):
+    rows = [{"doc": f"d{i}", "body": t} for i, t in enumerate(make_sentences(300))] + [{"doc": "x", "body": ""}]
     path = write_jsonl(tmp_path / "c.jsonl", rows)
     args = ["embed-corpus", str(path), str(tmp_path / "out"), "-m", str(tiny_model_dir), "--text-column", "body",
             "--id-column", "doc", "--shard-size", "100", "--on-error", "skip", "--no-progress"]
@@ -22,7 +21,7 @@ def test_embed_corpus_command(tiny_model_dir, tmp_path):
     assert "(3 finished before, kept)" in again.output and "; 0 rows embedded in " in again.output
 
 
-def test_embed_corpus_bad_input(tiny_model_dir, tmp_path):
+def test_embed_corpus_bad_input(tiny_model_dir, tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "a dog"}, {"id": "a", "text": "a cat"}])
     base = [str(path), str(tmp_path / "out"), "-m", str(tiny_model_dir)]
     result = runner.invoke(app, ["embed-corpus", *base])
@@ -45,7 +44,7 @@ def test_embed_corpus_help_has_an_example():
     assert result.exit_code == 0 and "Example: bivec embed-corpus" in result.output
 
 
-def test_embed_corpus_reports_a_failed_compile(tiny_model_dir, tmp_path, monkeypatch):
+def test_embed_corpus_reports_a_failed_compile(tiny_model_dir, tmp_path, monkeypatch, write_jsonl):
     def fail(self):
         raise RuntimeError("torch.compile could not build this model on cpu (OSError: no C++ compiler)")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from corpus_helpers import corpus_file, sentences, write_jsonl  # noqa: F401  (corpus_file is a fixture)
 
 import bivec.corpus.embed as embed_module
 from bivec import Encoder
@@ -46,8 +45,8 @@ def test_local_engine_embeds_every_row_like_the_encoder(tiny_model_dir, corpus_f
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("part-")) == ["errors.jsonl", "manifest.json"]
 
 
-def test_instructions_and_normalize(tiny_model_dir, tmp_path):
-    rows = [{"id": i, "text": t, "task": "find similar text" if i % 2 else None} for i, t in enumerate(sentences(50))]
+def test_instructions_and_normalize(tiny_model_dir, tmp_path, make_sentences, write_jsonl):
+    rows = [{"id": i, "text": t, "task": "find similar text" if i % 2 else None} for i, t in enumerate(make_sentences(50))]
     path = write_jsonl(tmp_path / "c.jsonl", rows)
     embed_corpus(path, tmp_path / "out", config(tiny_model_dir, columns=Columns(instruction="task"), encoder={"normalize": True}))
     ids, vectors = read_embeddings(tmp_path / "out")
@@ -57,15 +56,17 @@ def test_instructions_and_normalize(tiny_model_dir, tmp_path):
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
 
 
-def bad_corpus(tmp_path) -> Path:
-    good = [{"id": f"g{i}", "text": t} for i, t in enumerate(sentences(30))]
+@pytest.fixture
+def bad_corpus(tmp_path, make_sentences, write_jsonl) -> Path:
+    """c.jsonl: 30 good rows with 6 bad ones (blank, bad ids, a list, a duplicate, too long) after the 10th."""
+    good = [{"id": f"g{i}", "text": t} for i, t in enumerate(make_sentences(30))]
     bad = [{"id": "e", "text": " "}, {"id": 3.5, "text": "a dog"}, {"id": "n", "text": ["a", "list"]}, {"id": "g0", "text": "again"},
            {"text": "no id"}, {"id": "long", "text": "a man " * 40}]
     return write_jsonl(tmp_path / "c.jsonl", good[:10] + bad + good[10:])
 
 
-def test_skip_writes_every_bad_row_to_the_errors_file(tiny_model_dir, tmp_path):
-    path = bad_corpus(tmp_path)
+def test_skip_writes_every_bad_row_to_the_errors_file(tiny_model_dir, tmp_path, bad_corpus):
+    path = bad_corpus
     summary = embed_corpus(path, tmp_path / "out", config(tiny_model_dir, on_error="skip", encoder={"max_length": 30}))
     assert (summary.rows, summary.errors) == (30, 6)
     # The over-long row is refused by the worker, inside a shard: it is not counted as embedded.
@@ -85,14 +86,14 @@ def test_skip_writes_every_bad_row_to_the_errors_file(tiny_model_dir, tmp_path):
     assert (manifest["rows"], manifest["errors"], manifest["input"]["rows"]) == (30, 6, 36)
 
 
-def test_truncate_embeds_over_long_texts(tiny_model_dir, tmp_path):
+def test_truncate_embeds_over_long_texts(tiny_model_dir, tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "c.jsonl", [{"id": "long", "text": "a man " * 40}, {"id": "short", "text": "a dog"}])
     summary = embed_corpus(path, tmp_path / "out", config(tiny_model_dir, encoder={"max_length": 30, "truncate": True}))
     assert (summary.rows, summary.errors) == (2, 0)
 
 
-def test_fail_stops_before_embedding_and_names_file_and_line(tiny_model_dir, tmp_path):
-    path = bad_corpus(tmp_path)
+def test_fail_stops_before_embedding_and_names_file_and_line(tiny_model_dir, tmp_path, bad_corpus):
+    path = bad_corpus
     with pytest.raises(CorpusError) as error:
         embed_corpus(path, tmp_path / "out", config(tiny_model_dir))
     message = str(error.value)
@@ -102,8 +103,8 @@ def test_fail_stops_before_embedding_and_names_file_and_line(tiny_model_dir, tmp
     assert not list((tmp_path / "out").glob("part-*"))
 
 
-def test_fail_on_an_over_long_text_found_by_a_worker(tiny_model_dir, tmp_path):
-    rows = [{"id": f"g{i}", "text": t} for i, t in enumerate(sentences(20))] + [{"id": "long", "text": "a man " * 40}]
+def test_fail_on_an_over_long_text_found_by_a_worker(tiny_model_dir, tmp_path, make_sentences, write_jsonl):
+    rows = [{"id": f"g{i}", "text": t} for i, t in enumerate(make_sentences(20))] + [{"id": "long", "text": "a man " * 40}]
     path = write_jsonl(tmp_path / "c.jsonl", rows)
     with pytest.raises(CorpusError, match=rf"1 bad rows .*\n  {path} line 21 \(id 'long'\): text has 81 tokens, more than max_length=30"):
         embed_corpus(path, tmp_path / "out", config(tiny_model_dir, encoder={"max_length": 30}, shard_size=10))
@@ -144,7 +145,7 @@ def test_resume_after_an_injected_failure_keeps_finished_shards(tiny_model_dir, 
     assert (again.resumed_shards, again.rows_this_run) == (4, 0)
 
 
-def test_changed_input_reembeds_only_changed_shards(tiny_model_dir, corpus_file, tmp_path, capsys):
+def test_changed_input_reembeds_only_changed_shards(tiny_model_dir, corpus_file, tmp_path, capsys, write_jsonl):
     output = tmp_path / "out"
     embed_corpus(corpus_file, output, config(tiny_model_dir))
     rows = input_rows(corpus_file)
@@ -160,7 +161,7 @@ def test_changed_input_reembeds_only_changed_shards(tiny_model_dir, corpus_file,
     np.testing.assert_allclose(vectors[1700:1701], expected, atol=1e-5)
 
 
-def test_bad_arguments_and_outputs(tiny_model_dir, corpus_file, tmp_path):
+def test_bad_arguments_and_outputs(tiny_model_dir, corpus_file, tmp_path, write_jsonl):
     with pytest.raises(CorpusError, match="--on-error must be 'skip' or 'fail', got 'ignore'"):
         embed_corpus(corpus_file, tmp_path / "o", config(tiny_model_dir, on_error="ignore"))
     with pytest.raises(CorpusError, match="--engine must be 'local' or 'ray', got 'spark'"):
@@ -185,7 +186,7 @@ def test_bad_arguments_and_outputs(tiny_model_dir, corpus_file, tmp_path):
         embed_corpus(empty, tmp_path / "o", config(tiny_model_dir))
 
 
-def test_other_settings_on_an_existing_output_are_refused(tiny_model_dir, tmp_path):
+def test_other_settings_on_an_existing_output_are_refused(tiny_model_dir, tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "a dog"}])
     embed_corpus(path, tmp_path / "out", config(tiny_model_dir))
     with pytest.raises(CorpusError, match=r"holds a run with other settings \(encoder: .*'pooling': None.*; use a new output"):

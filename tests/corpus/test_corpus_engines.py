@@ -7,11 +7,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from corpus_helpers import corpus_file  # noqa: F401  (a fixture)
 
 import bivec.corpus
 from bivec import Encoder
-from bivec.corpus import BlockEncoder, CorpusConfig, CorpusError, WorkerSettings, RayOptions, embed_corpus, read_embeddings
+from bivec.corpus import (
+    BlockEncoder,
+    CorpusConfig,
+    CorpusError,
+    RayOptions,
+    WorkerSettings,
+    embed_corpus,
+    read_embeddings,
+)
 from bivec.corpus.engines import Block, _pool_shape, run_ray
 
 

@@ -1,7 +1,6 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from corpus_helpers import write_jsonl
 
 from bivec.corpus import Columns, CorpusError, find_input_files, read_corpus
 
@@ -10,7 +9,7 @@ def reasons(bad):
     return [(b.number, b.id, b.reason) for b in bad]
 
 
-def test_find_input_files_file_directory_glob_and_list(tmp_path):
+def test_find_input_files_file_directory_glob_and_list(tmp_path, write_jsonl):
     a = write_jsonl(tmp_path / "b.jsonl", [])
     b = write_jsonl(tmp_path / "a.jsonl", [])
     (tmp_path / "notes.txt").write_text("x")
@@ -107,7 +106,7 @@ def test_unreadable_files_name_the_file(tmp_path):
         read_corpus([latin])
 
 
-def test_duplicates_across_files_name_the_first_file(tmp_path):
+def test_duplicates_across_files_name_the_first_file(tmp_path, write_jsonl):
     first = write_jsonl(tmp_path / "1.jsonl", [{"id": "x", "text": "a dog"}])
     second = write_jsonl(tmp_path / "2.jsonl", [{"id": "y", "text": "a cat"}, {"id": "x", "text": "a man"}])
     corpus, bad = read_corpus([first, second])

@@ -12,7 +12,6 @@ from bivec.evaluation.mteb_wrapper import (
     run_mteb,
 )
 from bivec.evaluation.sts import evaluate_sts
-from conftest import tiny_model, tiny_tokenizer
 
 PAIRS = ["4.0\ta man plays a guitar\tsomeone is playing music", "0.5\tthe cat sits on the mat\tstock market fell sharply today",
          "3.0\ta dog runs in the park\tthe dog runs", "1.0\ta woman eats food\tthe market rose today",
@@ -32,8 +31,8 @@ class Spy:
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return Encoder(make_bidirectional(tiny_model("llama", "sdpa")), tiny_tokenizer())
+def encoder(make_tiny_model, make_tiny_tokenizer):
+    return Encoder(make_bidirectional(make_tiny_model("llama", "sdpa")), make_tiny_tokenizer())
 
 
 @pytest.fixture

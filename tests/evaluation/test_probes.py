@@ -14,12 +14,11 @@ from bivec.evaluation.probes import (
     read_conll,
     word_features,
 )
-from conftest import tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return Encoder(make_bidirectional(tiny_model("llama", "sdpa")), tiny_tokenizer())
+def encoder(make_tiny_model, make_tiny_tokenizer):
+    return Encoder(make_bidirectional(make_tiny_model("llama", "sdpa")), make_tiny_tokenizer())
 
 
 def write(path, text):
@@ -86,8 +85,8 @@ def test_alignment_follows_offsets(encoder):
     assert ids_shifted == ids and shifted == [[0], [1, 2], [3]]
 
 
-def test_next_token_prepends_bos_when_the_tokenizer_adds_none(encoder):
-    plain = Encoder(encoder.model, tiny_tokenizer())
+def test_next_token_prepends_bos_when_the_tokenizer_adds_none(encoder, make_tiny_tokenizer):
+    plain = Encoder(encoder.model, make_tiny_tokenizer())
     plain.tokenizer._tokenizer.post_processor = None
     sentence = ConllSentence(("the", "dog"), (("DT", "O", "O"),) * 2, (1, 2))
     ids, positions = _align(plain, sentence, True, "f")
@@ -157,7 +156,7 @@ def test_probe_on_a_synthetic_tagging_task_is_perfect(encoder, tmp_path, task):
         assert result.f1 == 100.0 and result.main_metric == "f1"
 
 
-def test_features_are_cached_per_model_settings_and_file(encoder, tmp_path, monkeypatch):
+def test_features_are_cached_per_model_settings_and_file(encoder, tmp_path, monkeypatch, make_tiny_model):
     path = write(tmp_path / "c.txt", synthetic([["the", "man", "runs"]]))
     sentences = read_conll(path)
     first = cached_word_features(encoder, path, sentences, word_pooling="first", retroactive="none", cache_dir=tmp_path)
@@ -168,7 +167,7 @@ def test_features_are_cached_per_model_settings_and_file(encoder, tmp_path, monk
     assert calls == [] and np.array_equal(first, again)
     cached_word_features(encoder, path, sentences, word_pooling="mean", retroactive="none", cache_dir=tmp_path)
     assert calls == [1]
-    causal = Encoder(tiny_model("llama", "sdpa"), encoder.tokenizer)  # same weights, causal attention
+    causal = Encoder(make_tiny_model("llama", "sdpa"), encoder.tokenizer)  # same weights, causal attention
     cached_word_features(causal, path, sentences, word_pooling="first", retroactive="none", cache_dir=tmp_path)
     assert calls == [1, 1]
     write(path, synthetic([["the", "dog", "runs"]]))

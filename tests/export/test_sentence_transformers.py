@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from checkpoint_layouts import build_adapter, build_mntp
 from sentence_transformers import SentenceTransformer
 from typer.testing import CliRunner
 
@@ -9,8 +10,6 @@ from bivec import Encoder
 from bivec.attention import BidirectionalError, check_bidirectional
 from bivec.cli import app
 from bivec.export.sentence_transformers import ExportError, export_sentence_transformers, verify_export
-from checkpoint_layouts import build_adapter, build_base, build_mntp
-from conftest import ARCHITECTURES
 
 # Lengths differ, so a batch is padded; the tiny tokenizer adds <s> and has a chat template.
 BATCH = ["a man plays a guitar", "the stock market fell sharply today and someone sold", "a dog", "the cat sits on the mat"]
@@ -18,7 +17,7 @@ SINGLE = ["someone is playing music in the park"]
 
 
 @pytest.fixture(scope="module")
-def stacked(tmp_path_factory):
+def stacked(tmp_path_factory, build_base):
     """A published-layout checkpoint with a second-stage adapter, loaded with bivec."""
     root = tmp_path_factory.mktemp("stacked")
     base = build_base(root / "base")
@@ -66,15 +65,14 @@ def test_plain_load_attends_bidirectionally_from_the_config_alone(stacked, tmp_p
         verify_export(stacked, out)
 
 
-@pytest.mark.parametrize("model_type", list(ARCHITECTURES))
-def test_every_supported_architecture_exports(model_type, tmp_path):
-    attention = "sdpa" if ARCHITECTURES[model_type] else "eager"
-    encoder = Encoder.from_pretrained(build_base(tmp_path / "base", model_type), attn_implementation=attention)
+def test_every_supported_architecture_exports(architecture, architectures, tmp_path, build_base):
+    attention = "sdpa" if architectures[architecture] else "eager"
+    encoder = Encoder.from_pretrained(build_base(tmp_path / "base", architecture), attn_implementation=attention)
     out = export_sentence_transformers(encoder, tmp_path / "st")
     _assert_same_vectors(SentenceTransformer(str(out)), encoder)
 
 
-def test_last_token_pooling_exports_when_nothing_follows_the_text(tmp_path):
+def test_last_token_pooling_exports_when_nothing_follows_the_text(tmp_path, build_base):
     encoder = Encoder.from_pretrained(build_base(tmp_path / "base"), pooling="last")
     out = export_sentence_transformers(encoder, tmp_path / "st")
     model = SentenceTransformer(str(out))
@@ -92,7 +90,7 @@ def test_verify_catches_a_directory_that_differs(stacked, tmp_path):
         verify_export(stacked, out)
 
 
-def test_what_cannot_be_exported_is_refused(tmp_path):
+def test_what_cannot_be_exported_is_refused(tmp_path, build_base):
     base = build_base(tmp_path / "base")
     cases = [
         (Encoder.from_pretrained(base, pooling="eos"), "'eos' pooling has no exact sentence-transformers equivalent"),
@@ -112,7 +110,7 @@ def test_what_cannot_be_exported_is_refused(tmp_path):
         export_sentence_transformers(Encoder.from_pretrained(base), tmp_path / "full")
 
 
-def test_cli_convert(stacked, tmp_path):
+def test_cli_convert(stacked, tmp_path, build_base):
     root = tmp_path / "ckpt"
     base = build_base(root / "base")
     mntp = build_mntp(base, root / "mntp", base_name=str(base))
@@ -125,7 +123,7 @@ def test_cli_convert(stacked, tmp_path):
     _assert_same_vectors(SentenceTransformer(str(out)), Encoder.from_pretrained(mntp, adapters=[simcse]))
 
 
-def test_cli_convert_bad_input(tmp_path):
+def test_cli_convert_bad_input(tmp_path, build_base):
     base = build_base(tmp_path / "base")
     result = CliRunner().invoke(app, ["convert", "sentence-transformers", str(tmp_path / "missing"), str(tmp_path / "a")])
     assert result.exit_code == 2 and "does not exist" in result.output
@@ -135,7 +133,7 @@ def test_cli_convert_bad_input(tmp_path):
     assert result.exit_code == 0 and "Example: bivec convert sentence-transformers" in result.output
 
 
-def _prompted_base(root, chat_template, special_tokens=True):
+def _prompted_base(build_base, root, chat_template, special_tokens=True):
     base = build_base(root / "base", chat_template=chat_template)
     if not special_tokens:  # a tokenizer that adds no BOS around a text
         tokenizer = json.loads((base / "tokenizer.json").read_text())
@@ -146,8 +144,8 @@ def _prompted_base(root, chat_template, special_tokens=True):
     return base
 
 
-def test_prompts_survive_the_export_as_prefixes_left_out_of_pooling(tmp_path):
-    encoder = Encoder.from_pretrained(_prompted_base(tmp_path, chat_template=False, special_tokens=False))
+def test_prompts_survive_the_export_as_prefixes_left_out_of_pooling(tmp_path, build_base):
+    encoder = Encoder.from_pretrained(_prompted_base(build_base, tmp_path, chat_template=False, special_tokens=False))
     assert encoder.tokenize(["a dog"])[0].input_ids == encoder.tokenizer("a dog", add_special_tokens=False)["input_ids"]
     out = export_sentence_transformers(encoder, tmp_path / "st")
     model = SentenceTransformer(str(out))
@@ -158,13 +156,13 @@ def test_prompts_survive_the_export_as_prefixes_left_out_of_pooling(tmp_path):
         np.testing.assert_allclose(model.encode(texts, batch_size=len(texts)), encoder.encode(texts), atol=1e-5)
 
 
-def test_a_chat_template_keeps_prompts_out_of_the_export_and_says_why(tmp_path):
-    base = _prompted_base(tmp_path, chat_template=True)
+def test_a_chat_template_keeps_prompts_out_of_the_export_and_says_why(tmp_path, build_base):
+    base = _prompted_base(build_base, tmp_path, chat_template=True)
     result = CliRunner().invoke(app, ["convert", "sentence-transformers", str(base), str(tmp_path / "st")])
     assert result.exit_code == 0, result.output
     assert "note: prompts not exported: bivec wraps an instructed input in the tokenizer's chat template" in result.output
     assert not SentenceTransformer(str(tmp_path / "st")).prompts.get("query")
     from bivec.export.sentence_transformers import prompt_export_problem
 
-    with_bos = Encoder.from_pretrained(_prompted_base(tmp_path / "bos", chat_template=False))
+    with_bos = Encoder.from_pretrained(_prompted_base(build_base, tmp_path / "bos", chat_template=False))
     assert "the tokenizer adds special tokens around each text" in prompt_export_problem(with_bos)

@@ -2,12 +2,12 @@ import json
 
 import numpy as np
 import pytest
+from checkpoint_layouts import add_to_hub_cache, build_adapter, build_mntp, manual_encoder
 from huggingface_hub import constants
 from transformers import AutoModelForCausalLM
 
 from bivec import Encoder, LLM2Vec
 from bivec.models.checkpoint import EncoderSettings, read_settings, resolve_checkpoint
-from checkpoint_layouts import add_to_hub_cache, build_adapter, build_base, build_mntp, manual_encoder
 
 TEXTS = ["a man plays a guitar", ["retrieve similar sentence :", "a dog runs in the park"], "the cat sits"]
 
@@ -21,7 +21,7 @@ PUBLISHED = {
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
+def layout(tmp_path_factory, build_base):
     """base/ (weights), mntp/ (config + tokenizer + adapter naming base/), simcse/ and supervised/."""
     root = tmp_path_factory.mktemp("layout")
     base = build_base(root / "base")
@@ -46,7 +46,7 @@ def test_mntp_layout_equals_manual_merge(layout):
     assert not np.allclose(mntp_only, Encoder.from_pretrained(base).encode(TEXTS), atol=1e-3)
 
 
-def test_adapter_order_is_respected(tmp_path):
+def test_adapter_order_is_respected(tmp_path, build_base):
     # Plain LoRA merges add up (order only changes rounding); full module copies
     # (modules_to_save) replace each other, so the last adapter's copy must win.
     base = build_base(tmp_path / "base")
@@ -68,7 +68,7 @@ def _saved_norm(adapter_dir):
 
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
-def test_published_names_load_from_the_local_hub_cache(name, tmp_path, monkeypatch):
+def test_published_names_load_from_the_local_hub_cache(name, tmp_path, monkeypatch, build_base):
     base_name, model_type, has_template = PUBLISHED[name]
     build = tmp_path / "build"
     base = build_base(build / "base", model_type, chat_template=has_template)
@@ -120,7 +120,7 @@ def test_base_named_by_an_adapter_must_be_local(layout, tmp_path):
                                Encoder.from_pretrained(layout["mntp"]).encode(TEXTS), atol=1e-6)
 
 
-def test_ambiguous_and_empty_directories_are_refused(layout, tmp_path):
+def test_ambiguous_and_empty_directories_are_refused(layout, tmp_path, build_base):
     both = build_base(tmp_path / "both")
     build_adapter(both, both, seed=6)
     with pytest.raises(ValueError, match="holds both full weights and a LoRA adapter"):

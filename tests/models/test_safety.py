@@ -4,11 +4,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from checkpoint_layouts import build_adapter
 from safetensors.torch import load_file
 
 from bivec import Encoder, LLM2Vec
 from bivec.models.safety import UnsafeCheckpointError, check_weights
-from checkpoint_layouts import build_adapter, build_base
 
 TEXTS = ["a man plays a guitar", "the cat sits on the mat"]
 
@@ -19,7 +19,7 @@ def _as_pickle(directory, safetensors_name, pickle_name):
     (directory / safetensors_name).unlink()
 
 
-def test_pickle_base_is_refused_unless_allowed(tmp_path):
+def test_pickle_base_is_refused_unless_allowed(tmp_path, build_base):
     safe = build_base(tmp_path / "safe")
     pickled = tmp_path / "pickled"
     shutil.copytree(safe, pickled)
@@ -35,7 +35,7 @@ def test_pickle_base_is_refused_unless_allowed(tmp_path):
     np.testing.assert_allclose(drop_in, expected, atol=1e-6)
 
 
-def test_pickle_adapter_is_refused_unless_allowed(tmp_path):
+def test_pickle_adapter_is_refused_unless_allowed(tmp_path, build_base):
     base = build_base(tmp_path / "base")
     adapter = build_adapter(base, tmp_path / "adapter", seed=1)
     expected = Encoder.from_pretrained(base, adapters=[adapter]).encode(TEXTS)
@@ -46,7 +46,7 @@ def test_pickle_adapter_is_refused_unless_allowed(tmp_path):
     np.testing.assert_allclose(loaded, expected, atol=1e-6)
 
 
-def test_safetensors_win_when_both_formats_are_present(tmp_path):
+def test_safetensors_win_when_both_formats_are_present(tmp_path, build_base):
     base = build_base(tmp_path / "base")
     # A pickle next to safetensors weights is never opened: make it one that would fail to load.
     (base / "pytorch_model.bin").write_bytes(b"not a pickle")
@@ -54,7 +54,7 @@ def test_safetensors_win_when_both_formats_are_present(tmp_path):
     assert Encoder.from_pretrained(base).encode(TEXTS).shape == (2, 32)
 
 
-def test_remote_code_runs_only_when_trusted(tmp_path):
+def test_remote_code_runs_only_when_trusted(tmp_path, build_base):
     base = build_base(tmp_path / "base")
     marker = tmp_path / "remote-code-ran"
     (base / "modeling_custom.py").write_text(
@@ -70,7 +70,7 @@ def test_remote_code_runs_only_when_trusted(tmp_path):
     assert type(encoder.model).__name__ == "CustomModel" and marker.read_text() == "ran"
 
 
-def test_cli_refuses_pickles_unless_allowed(tmp_path):
+def test_cli_refuses_pickles_unless_allowed(tmp_path, build_base):
     from typer.testing import CliRunner
 
     from bivec.cli import app

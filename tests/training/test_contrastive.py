@@ -5,7 +5,6 @@ import torch
 
 from bivec.encoder import Encoder
 from bivec.training.contrastive import Embedder, contrastive_step, gather_with_grad, info_nce
-from conftest import tiny_model, tiny_tokenizer
 
 
 def test_info_nce_equals_hand_computation():
@@ -29,14 +28,20 @@ def test_gather_without_distributed_is_identity():
     assert gather_with_grad(x) is x
 
 
-def _setup(dropout: float = 0.0):
-    model = tiny_model("llama", "sdpa", attention_dropout=dropout)
-    encoder = Encoder(model, tiny_tokenizer(), max_length=32)
-    texts = ["a man plays a guitar .", "someone is playing music .", "the dog runs in the park .",
-             "a cat sits on the mat .", "the stock market fell sharply today .", "the child eats food ."]
-    queries = encoder.tokenize([["retrieve similar text :", t] for t in texts[:4]])
-    docs = encoder.tokenize(texts[1:5] + texts[5:])  # 4 positives, 1 hard negative
-    return model, encoder, queries, docs
+@pytest.fixture
+def make_contrastive_setup(make_tiny_model, make_tiny_tokenizer):
+    """``make_contrastive_setup(dropout=0.0)``: a tiny model, its encoder, 4 tokenized queries and 5 documents."""
+
+    def build(dropout: float = 0.0):
+        model = make_tiny_model("llama", "sdpa", attention_dropout=dropout)
+        encoder = Encoder(model, make_tiny_tokenizer(), max_length=32)
+        texts = ["a man plays a guitar .", "someone is playing music .", "the dog runs in the park .",
+                 "a cat sits on the mat .", "the stock market fell sharply today .", "the child eats food ."]
+        queries = encoder.tokenize([["retrieve similar text :", t] for t in texts[:4]])
+        docs = encoder.tokenize(texts[1:5] + texts[5:])  # 4 positives, 1 hard negative
+        return model, encoder, queries, docs
+
+    return build
 
 
 def _grads(model, encoder, queries, docs, chunk):
@@ -47,8 +52,8 @@ def _grads(model, encoder, queries, docs, chunk):
     return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_chunked_gradients_equal_unchunked():
-    model, encoder, queries, docs = _setup()
+def test_chunked_gradients_equal_unchunked(make_contrastive_setup):
+    model, encoder, queries, docs = make_contrastive_setup()
     loss_full, full = _grads(model, encoder, queries, docs, chunk=8)
     loss_chunked, chunked = _grads(model, encoder, queries, docs, chunk=1)
     assert loss_full == pytest.approx(loss_chunked, rel=1e-5)
@@ -57,8 +62,8 @@ def test_chunked_gradients_equal_unchunked():
         assert torch.allclose(full[name], chunked[name], atol=1e-6, rtol=1e-4), name
 
 
-def test_unchunked_step_equals_plain_backward():
-    model, encoder, queries, docs = _setup()
+def test_unchunked_step_equals_plain_backward(make_contrastive_setup):
+    model, encoder, queries, docs = make_contrastive_setup()
     loss_step, grads = _grads(model, encoder, queries, docs, chunk=8)
     model.zero_grad()
     embedder = Embedder(model).train()
@@ -69,9 +74,9 @@ def test_unchunked_step_equals_plain_backward():
         assert torch.allclose(p.grad, grads[name], atol=1e-6, rtol=1e-4), name
 
 
-def test_simcse_views_differ_under_dropout_only():
+def test_simcse_views_differ_under_dropout_only(make_contrastive_setup):
     for dropout, same in ((0.3, False), (0.0, True)):
-        model, encoder, queries, _ = _setup(dropout)
+        model, encoder, queries, _ = make_contrastive_setup(dropout)
         embedder = Embedder(model).train()
         batch = encoder.collate(queries)
         with torch.no_grad():

@@ -4,8 +4,6 @@ import pytest
 import torch
 
 from bivec.training.mntp import MNTPModel, make_blocks, mask_tokens, mntp_loss, resolve_mask_token
-from conftest import tiny_tokenizer
-from training.helpers import tiny_lm, tiny_lm_dir  # noqa: F401  (tiny_lm_dir is a fixture)
 
 
 def test_mntp_loss_predicts_token_i_from_position_i_minus_1():
@@ -22,8 +20,8 @@ def test_mntp_loss_predicts_token_i_from_position_i_minus_1():
     assert torch.allclose(mntp_loss(unshifted, labels), by_hand)
 
 
-def test_mntp_model_matches_full_logits_loss():
-    lm = tiny_lm()
+def test_mntp_model_matches_full_logits_loss(make_tiny_lm):
+    lm = make_tiny_lm()
     batch = mask_tokens([[5, 6, 7, 8, 9, 10], [11, 12, 13]], mask_id=4, pad_id=0, vocab_size=128, ratio=0.5,
                         generator=torch.Generator().manual_seed(0))
     assert (batch["labels"] != -100).any()
@@ -44,22 +42,22 @@ def test_mask_tokens_masks_only_real_non_special_tokens():
     assert torch.equal(inputs[~masked], torch.tensor(blocks[0] + blocks[1] + [0] * 30)[~masked.flatten()])
 
 
-def test_resolve_mask_token_choices():
-    tokenizer = tiny_tokenizer()
+def test_resolve_mask_token_choices(make_tiny_tokenizer):
+    tokenizer = make_tiny_tokenizer()
     assert resolve_mask_token(tokenizer, "man") == tokenizer.convert_tokens_to_ids("man")
     new = resolve_mask_token(tokenizer, "new")
     assert tokenizer.mask_token_id == new and resolve_mask_token(tokenizer, "auto") == new
 
 
-def test_no_usable_mask_token_is_a_clear_error():
+def test_no_usable_mask_token_is_a_clear_error(make_tiny_tokenizer):
     with pytest.raises(ValueError, match=r"mask token '_' is not a single token.*--mask-token new"):
-        resolve_mask_token(tiny_tokenizer(), "auto")
+        resolve_mask_token(make_tiny_tokenizer(), "auto")
     with pytest.raises(ValueError, match="is the padding token"):
-        resolve_mask_token(tiny_tokenizer(), "[PAD]")
+        resolve_mask_token(make_tiny_tokenizer(), "[PAD]")
 
 
-def test_make_blocks_packs_or_truncates():
-    tokenizer = tiny_tokenizer()
+def test_make_blocks_packs_or_truncates(make_tiny_tokenizer):
+    tokenizer = make_tiny_tokenizer()
     docs = ["a man plays a guitar .", "the dog runs in the park ."]
     packed = make_blocks(tokenizer, docs, 4)
     assert all(len(b) == 4 for b in packed) and len(packed) == 3  # 6 + 1 + 7 + 1 tokens

@@ -14,7 +14,6 @@ from bivec.cli import app
 from bivec.training.config import MNTPConfig, SimCSEConfig
 from bivec.training.recipe import LLM2VecConfig, stage_settings, train_llm2vec
 from bivec.training.state import latest_checkpoint
-from training.helpers import SENTENCES, tiny_lm_dir  # noqa: F401  (fixture)
 
 runner = CliRunner()
 STAGES = ["--mntp", "steps=2", "--mntp", "batch_size=2", "--mntp", "max_length=8", "--mntp", "learning_rate=1e-2",
@@ -22,11 +21,11 @@ STAGES = ["--mntp", "steps=2", "--mntp", "batch_size=2", "--mntp", "max_length=8
 
 
 @pytest.fixture
-def corpus(tmp_path):
+def corpus(tmp_path, tiny_sentences):
     text = tmp_path / "text.txt"
-    text.write_text("\n".join(SENTENCES + [f"{a} {b}" for a, b in zip(SENTENCES, SENTENCES[1:])]) + "\n")
+    text.write_text("\n".join(tiny_sentences + [f"{a} {b}" for a, b in zip(tiny_sentences, tiny_sentences[1:])]) + "\n")
     sts = tmp_path / "sts.tsv"
-    sts.write_text("".join(f"{i % 5}\t{a}\t{b}\n" for i, (a, b) in enumerate(zip(SENTENCES, SENTENCES[1:]))))
+    sts.write_text("".join(f"{i % 5}\t{a}\t{b}\n" for i, (a, b) in enumerate(zip(tiny_sentences, tiny_sentences[1:]))))
     return text, sts
 
 

@@ -12,7 +12,6 @@ from bivec.models.safety import UnsafeCheckpointError
 from bivec.training import MNTPConfig, SimCSEConfig, SupervisedConfig, train_mntp, train_simcse, train_supervised
 from bivec.training.data import read_contrastive, read_sentences
 from bivec.training.state import CHECKPOINTS, latest_checkpoint
-from training.helpers import text_file, tiny_lm_dir  # noqa: F401  (fixtures)
 
 
 class _Payload:

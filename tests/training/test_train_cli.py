@@ -3,7 +3,6 @@ import json
 from typer.testing import CliRunner
 
 from bivec.cli import app
-from training.helpers import text_file, tiny_lm_dir  # noqa: F401  (fixtures)
 
 runner = CliRunner()
 

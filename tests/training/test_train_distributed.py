@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import load_file
 
 from bivec.training import SupervisedConfig, train_supervised
-from training.helpers import tiny_lm_dir  # noqa: F401  (fixture)
 
 TRIPLETS = "/work/shared/data/nli/sick_train_triplets.jsonl"
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -13,8 +13,6 @@ from bivec.training.contrastive import Embedder
 from bivec.training.loop import make_accelerator, train_loop
 from bivec.training.mntp import resolve_mask_token
 from bivec.training.stages import contrastive_model, contrastive_step_fn, mntp_model, mntp_step_fn
-from conftest import SPECIALS, WORDS
-from training.helpers import text_file, tiny_lm_dir  # noqa: F401  (fixtures)
 
 TRIPLETS = "/work/shared/data/nli/sick_train_triplets.jsonl"
 
@@ -139,8 +137,9 @@ def _one_step_on_given_ids(stage, model_dir, out, checkpointing, ids):
 
 
 @pytest.mark.parametrize("stage", ["mntp", "simcse"])
-def test_stage_builders_train_on_given_batches_with_or_without_checkpointing(tmp_path, tiny_lm_dir, stage):
-    ids = torch.randint(len(SPECIALS), len(SPECIALS) + len(WORDS), (4, 6), generator=torch.Generator().manual_seed(0))
+def test_stage_builders_train_on_given_batches_with_or_without_checkpointing(tmp_path, tiny_lm_dir, stage,
+                                                                             specials, words):
+    ids = torch.randint(len(specials), len(specials) + len(words), (4, 6), generator=torch.Generator().manual_seed(0))
     runs = {on: _one_step_on_given_ids(stage, tiny_lm_dir, tmp_path / str(on), on, ids.tolist())
             for on in (False, True)}
     views = 2 if stage == "simcse" else 1
