@@ -1,7 +1,4 @@
-import json
 
-import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from bivec.textio import input_format, parse_texts, read_texts

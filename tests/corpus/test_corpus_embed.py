@@ -199,7 +199,6 @@ def test_other_settings_on_an_existing_output_are_refused(tiny_model_dir, tmp_pa
 
 _KILL_SCRIPT = """
 import os, signal, sys
-import bivec.corpus.shards as shards
 from bivec.corpus import CorpusConfig, WorkerSettings, embed_corpus
 
 real_replace, count = os.replace, [0]
@@ -213,7 +212,7 @@ def replace_then_die(src, dst):
             os.kill(os.getpid(), signal.SIGKILL)
     real_replace(src, dst)
 
-shards.os.replace = replace_then_die
+os.replace = replace_then_die  # what bivec.textio.atomic_write renames with
 embed_corpus(sys.argv[1], sys.argv[2], CorpusConfig(encoder=WorkerSettings(model=sys.argv[3]), shard_size=300, block_rows=100))
 """
 

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from checkpoint_layouts import build_adapter
 from transformers import AutoModel
 from typer.testing import CliRunner
 
 from bivec import Encoder
 from bivec.cli import app
 from bivec.export.merged import MergedExportError, verify_merged
-from checkpoint_layouts import build_adapter
 
 runner = CliRunner()
 
