@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from bivec import BidirectionalError, Encoder
-from bivec.encoder import DEFAULT_BATCH_SIZE
+import bivec.encoder as encoder_module
+from bivec.encoder import DEFAULT_BATCH_SIZE, plan_batches
 
 TEXTS = [
     "a man plays a guitar .",
@@ -48,21 +49,21 @@ def test_left_and_right_padding_agree(tiny_model_dir):
     np.testing.assert_allclose(left.encode(TEXTS), right.encode(TEXTS), atol=1e-5, rtol=1e-4)
 
 
-def test_batches_sorted_by_length_under_token_budget(encoder):
+def test_batches_sorted_by_length_under_token_budget():
     lengths = [3, 9, 5, 9, 1, 4]
-    batches = encoder._batches(lengths, batch_size=8, max_batch_tokens=18)
+    batches = plan_batches(lengths, batch_size=8, max_batch_tokens=18)
     assert sorted(i for b in batches for i in b) == list(range(6))
     assert all(len(b) * max(lengths[i] for i in b) <= 18 for b in batches)
     assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
 
 
-def test_batches_are_cut_where_padding_costs_most(encoder):
+def test_batches_are_cut_where_padding_costs_most():
     # Greedy runs of 4 would pad a 2-token text to 100 tokens; a third, small batch costs less.
     lengths = [100, 2, 100, 2, 100, 2, 2, 2]
-    batches = encoder._batches(lengths, batch_size=4, max_batch_tokens=1000)
+    batches = plan_batches(lengths, batch_size=4, max_batch_tokens=1000)
     assert [[lengths[i] for i in b] for b in batches] == [[100, 100, 100], [2, 2, 2, 2], [2]]
     # A text longer than the budget still gets a batch of its own; nothing is dropped.
-    batches = encoder._batches([30, 3, 3], batch_size=8, max_batch_tokens=10)
+    batches = plan_batches([30, 3, 3], batch_size=8, max_batch_tokens=10)
     assert batches[0] == [0] and sorted(i for b in batches for i in b) == [0, 1, 2]
 
 
@@ -183,8 +184,8 @@ def test_architecture_that_cannot_be_bidirectional_is_refused(tiny_model_dir):
 def test_default_token_budget_suits_the_device(tiny_model_dir, monkeypatch):
     encoder = Encoder.from_pretrained(tiny_model_dir)
     seen = []
-    real = encoder._batches
-    monkeypatch.setattr(encoder, "_batches", lambda lengths, size, budget: seen.append(budget) or real(lengths, size, budget))
+    monkeypatch.setattr(encoder_module, "plan_batches",
+                        lambda lengths, size, budget, cost: seen.append(budget) or plan_batches(lengths, size, budget, cost))
     expected = encoder.encode(["a dog runs", "a cat sits on the mat"], max_batch_tokens=16384)
     np.testing.assert_allclose(encoder.encode(["a dog runs", "a cat sits on the mat"]), expected, rtol=1e-5, atol=1e-6)
     assert seen == [16384, 2048]

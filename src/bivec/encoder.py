@@ -74,6 +74,36 @@ def _validate(inputs: EncodeInput | Sequence[EncodeInput]) -> list[tuple[str, st
     return items
 
 
+def plan_batches(lengths: list[int], batch_size: int, max_batch_tokens: int,
+                 pass_cost: float = _PASS_COST_TOKENS_FP32) -> list[list[int]]:
+    """Indices sorted longest first, cut into runs of at most ``batch_size`` texts and
+    ``max_batch_tokens`` padded tokens (a longer text goes alone), at the cut points that minimise
+    padded tokens plus ``pass_cost`` tokens per forward pass (dynamic programming). Cutting
+    greedily instead left 7% padding on short sentences and 10% on paragraphs, against 2-3%.
+
+    Example:
+        >>> plan_batches([100, 2, 100, 2, 100, 2, 2, 2], batch_size=4, max_batch_tokens=1000)
+        [[0, 2, 4], [1, 3, 5, 6], [7]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    widths = [lengths[i] for i in order]
+    cost = [0.0] + [float("inf")] * len(order)
+    start = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for first in range(end - 1, max(0, end - batch_size) - 1, -1):
+            # Sorted longest first, so the batch's first text fixes its padded width.
+            padded = widths[first] * (end - first)
+            if padded > max_batch_tokens and end - first > 1:
+                break
+            if cost[first] + padded + pass_cost < cost[end]:
+                cost[end], start[end] = cost[first] + padded + pass_cost, first
+    batches, end = [], len(order)
+    while end:
+        batches.append(order[start[end] : end])
+        end = start[end]
+    return batches[::-1]
+
+
 class Encoder:
     """A decoder LLM used as a text encoder: bidirectional attention and pooling.
 
@@ -305,31 +335,6 @@ class Encoder:
                 out[i] = Tokenized(list(ids), mask)
         return out  # type: ignore[return-value]
 
-    def _batches(self, lengths: list[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
-        """Indices sorted longest first, cut into runs of at most ``batch_size`` texts and
-        ``max_batch_tokens`` padded tokens (a longer text goes alone), at the cut points that
-        minimise padded tokens plus a fixed cost per forward pass (dynamic programming). Cutting
-        greedily instead left 7% padding on short sentences and 10% on paragraphs, against 2-3%."""
-        fp32 = next(self.model.parameters()).dtype == torch.float32
-        pass_cost = _PASS_COST_TOKENS_FP32 if fp32 else _PASS_COST_TOKENS_REDUCED
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        widths = [lengths[i] for i in order]
-        cost = [0.0] + [float("inf")] * len(order)
-        start = [0] * (len(order) + 1)
-        for end in range(1, len(order) + 1):
-            for first in range(end - 1, max(0, end - batch_size) - 1, -1):
-                # Sorted longest first, so the batch's first text fixes its padded width.
-                padded = widths[first] * (end - first)
-                if padded > max_batch_tokens and end - first > 1:
-                    break
-                if cost[first] + padded + pass_cost < cost[end]:
-                    cost[end], start[end] = cost[first] + padded + pass_cost, first
-        batches, end = [], len(order)
-        while end:
-            batches.append(order[start[end] : end])
-            end = start[end]
-        return batches[::-1]
-
     def _forward_batches(
         self, tokenized: list[Tokenized], batch_size: int, max_batch_tokens: int | None, show_progress: bool | None
     ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -339,7 +344,9 @@ class Encoder:
             max_batch_tokens = _CPU_BATCH_TOKENS if self.device.type == "cpu" else _GPU_BATCH_TOKENS
         if batch_size < 1 or max_batch_tokens < 1:
             raise ValueError(f"batch_size and max_batch_tokens must be positive, got {batch_size}, {max_batch_tokens}")
-        batches = self._batches([len(t.input_ids) for t in tokenized], batch_size, max_batch_tokens)
+        fp32 = next(self.model.parameters()).dtype == torch.float32
+        batches = plan_batches([len(t.input_ids) for t in tokenized], batch_size, max_batch_tokens,
+                               _PASS_COST_TOKENS_FP32 if fp32 else _PASS_COST_TOKENS_REDUCED)
         if show_progress is None:
             show_progress = len(batches) > 1 and sys.stderr.isatty()
         from tqdm.auto import tqdm
