@@ -1,4 +1,4 @@
-"""What keeping freed memory in the process (bivec.models.allocator) gives, in fresh processes.
+"""What keeping freed memory in the process (bivec.runtime) gives, in fresh processes.
 
 glibc's adaptive thresholds depend on the process's history, so each measurement is a fresh
 process that loads the encoder and encodes the corpus of benchmarks/encode_vs_reference.py: with

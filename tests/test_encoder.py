@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from bivec import BidirectionalError, Encoder
 import bivec.encoder as encoder_module
+from bivec import BidirectionalError, Encoder
 from bivec.encoder import DEFAULT_BATCH_SIZE, plan_batches
 
 TEXTS = [
