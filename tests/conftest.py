@@ -195,15 +195,15 @@ def tiny_lm_dir(tmp_path_factory):
 @pytest.fixture(autouse=True, scope="session")
 def _precision_check_off(tmp_path_factory):
     """dtype="auto" would otherwise time float32 against bfloat16 at every first load of a tiny
-    model (on CPUs with native bf16), and write its verdicts to the user's cache;
+    model (on CPUs with native bf16), and write its verdicts (and backend checks') to the user's cache;
     tests/test_precision.py turns the candidates back on where it tests the check. Yields the
     real ``candidates``."""
     from bivec import precision
 
-    cache = tmp_path_factory.mktemp("precision") / "precision.json"
+    verdicts = tmp_path_factory.mktemp("verdicts")
     real = precision.candidates
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(precision, "_cache_path", lambda: cache)
+        patch.setattr(precision, "_verdict_dir", lambda: verdicts)
         patch.setattr(precision, "candidates", lambda device: [])
         yield real
 

@@ -10,6 +10,7 @@ import typer
 from bivec.cli_options import (
     AdapterOption,
     AllowPickleOption,
+    BackendOption,
     CausalOption,
     CompileOption,
     DtypeOption,
@@ -93,6 +94,7 @@ def encode(
     batch_size: Annotated[int, typer.Option(help="Texts per model call at most.")] = DEFAULT_BATCH_SIZE,
     dtype: DtypeOption = "auto",
     compile: CompileOption = False,
+    backend: BackendOption = "torch",
     allow_pickle: AllowPickleOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar; default: on a terminal.")] = None,
@@ -115,7 +117,8 @@ def encode(
         fail(f"--output {output}: only .npz is supported for quantised vectors (codes + scale)")
     if dimensions is not None and dimensions < 1:
         fail(f"--dimensions must be positive, got {dimensions}")
-    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code,
+                           backend)
     if output is not None:
         try:
             check_writable_dir(output.parent, f"--output {output}") if quantize else check_output_path(output)
@@ -164,12 +167,14 @@ def info(
     adapter: AdapterOption = None, causal: CausalOption = False, pooling: PoolingOption = None,
     max_length: MaxLengthOption = None, dtype: DtypeOption = "auto", allow_pickle: AllowPickleOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
+    backend: BackendOption = "torch",
 ) -> None:
     """Print a model's architecture, embedding size, whether it can be made bidirectional and the
-    dtype that dtype="auto" picks on this machine (checked on first use, then cached)."""
+    dtype that dtype="auto" picks on this machine, and the backend (checked on first use, then cached)."""
     from bivec.attention import is_bidirectional
 
-    options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code,
+                           backend)
     encoder, refused = options.load_or_causal()
     if refused is not None:
         bidirectional = f"no: {refused}"
@@ -183,6 +188,7 @@ def info(
         "embedding dim": encoder.dim,
         "parameters": f"{sum(p.numel() for p in encoder.model.parameters()) / 1e6:.1f} M",
         "dtype (auto)": choice.describe() if choice else str(encoder.model.dtype).removeprefix("torch."),
+        "backend": encoder.backend_choice.describe() if encoder.backend_choice else "torch",
         "machine": choice.machine if choice else "",
         "attention": encoder.model.config._attn_implementation,
         "sliding window": getattr(config, "sliding_window", None) or "none",

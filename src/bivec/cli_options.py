@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
+from bivec.backends import BACKEND_HELP, check_backend_name
 from bivec.precision import COMPILE_HELP, DTYPE_HELP
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ PoolingOption = Annotated[Optional[str], typer.Option(
 MaxLengthOption = Annotated[Optional[int], typer.Option(
     help="Tokens per text; longer texts are cut. Default: the checkpoint's, else 512.")]
 DtypeOption = Annotated[Optional[str], typer.Option(help=DTYPE_HELP)]
+BackendOption = Annotated[str, typer.Option(help=BACKEND_HELP)]
 CompileOption = Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)]
 AllowPickleOption = Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights; they can run code.")]
 TrustRemoteCodeOption = Annotated[bool, typer.Option("--trust-remote-code", help="Run code shipped with the model.")]
@@ -57,12 +59,13 @@ class LoadOptions:
     compile: bool = False
     allow_pickle: bool = False
     trust_remote_code: bool = False
+    backend: str = "torch"
 
     def encoder_kwargs(self) -> dict:
         """Keyword arguments of ``Encoder.from_pretrained`` (after the path)."""
         return dict(adapters=list(self.adapters), bidirectional=False if self.causal else None, pooling=self.pooling,
                     max_length=self.max_length, dtype=self.dtype, allow_pickle=self.allow_pickle,
-                    trust_remote_code=self.trust_remote_code, compile=self.compile)
+                    trust_remote_code=self.trust_remote_code, compile=self.compile, backend=self.backend)
 
     def load(self) -> Encoder:
         """The encoder, or exit 2 with the error when the model cannot be loaded as asked."""
@@ -91,7 +94,7 @@ class LoadOptions:
 
 def load_options(model: str | None, adapter: list[str] | None, causal: bool, pooling: str | None,
                  max_length: int | None, dtype: str | None, compile: bool, allow_pickle: bool,
-                 trust_remote_code: bool) -> LoadOptions:
+                 trust_remote_code: bool, backend: str = "torch") -> LoadOptions:
     """:class:`LoadOptions` from a command's parsed options, checked before any model loads."""
     if max_length is not None and max_length < 1:
         fail(f"--max-length must be positive, got {max_length}")
@@ -102,5 +105,9 @@ def load_options(model: str | None, adapter: list[str] | None, causal: bool, poo
             check_pooling_mode(pooling)
         except ValueError as exc:
             fail(f"--pooling: {exc}")
+    try:
+        backend = check_backend_name(backend)
+    except ValueError as exc:
+        fail(f"--backend: {exc}")
     return LoadOptions(model, tuple(adapter or ()), causal, pooling, max_length, dtype, compile, allow_pickle,
-                       trust_remote_code)
+                       trust_remote_code, backend)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bivec import precision
 from bivec.attention import last_hidden_state, make_bidirectional
+from bivec.backends import BackendChoice, check_backend_name
+from bivec.backends import attach as attach_backend
 from bivec.models.checkpoint import DEFAULT_SETTINGS, EncoderSettings, load_model, resolve_checkpoint
 from bivec.models.loading import load_tokenizer, resolve_device
 from bivec.pooling import check_pooling_mode, pool
@@ -149,6 +151,9 @@ class Encoder:
         keep_freed_memory(self.device.type)
         # Set by from_pretrained(dtype="auto"): the dtype check's verdict.
         self.precision: precision.PrecisionChoice | None = None
+        # Set by from_pretrained(backend=...): the forward of another engine (None: torch) and its check.
+        self.backend_forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        self.backend_choice: BackendChoice | None = None
 
     @classmethod
     def from_pretrained(
@@ -166,6 +171,7 @@ class Encoder:
         allow_pickle: bool = False,
         trust_remote_code: bool = False,
         compile: bool = False,
+        backend: str = "torch",
     ) -> Encoder:
         """Load a local model directory (``None``: the embedded default model), or a published
         LLM2Vec directory whose MNTP adapter names its base, then merge ``adapters`` in order.
@@ -183,6 +189,11 @@ class Encoder:
         ``benchmarks/encode_vs_reference.py``). ``compile=True`` runs :meth:`compile` (after the
         dtype check, which runs uncompiled).
 
+        ``backend``: ``"torch"``, or an engine over the model exported to ONNX (float32 weights,
+        adapters merged): ``"onnx"`` (ONNX Runtime), ``"openvino"``, ``"onnx-int8"``, or
+        ``"auto"``, the fastest that passes bivec's check against torch float32 on this machine
+        (see :mod:`bivec.backends`; the verdict is in ``encoder.backend_choice``).
+
         Example:
             >>> encoder = Encoder.from_pretrained("McGill-NLP/LLM2Vec-Mistral-7B-Instruct-v2-mntp",
             ...     adapters=["McGill-NLP/LLM2Vec-Mistral-7B-Instruct-v2-mntp-supervised"])  # doctest: +SKIP
@@ -196,6 +207,14 @@ class Encoder:
         device = resolve_device(device)
         tokenizer = load_tokenizer(checkpoint.tokenizer, trust_remote_code=trust_remote_code)
 
+        backend = check_backend_name(backend)
+        if backend != "torch":
+            if compile:
+                raise ValueError(f"compile=True compiles the torch model; backend={backend!r} runs another engine")
+            if dtype not in (None, "auto", "float32", torch.float32):
+                raise ValueError(f"backend={backend!r} runs the model exported in float32 (int8: backend='onnx-int8'); "
+                                 f"dtype={dtype!r} applies to the torch backend")
+            dtype = torch.float32
         int8 = isinstance(dtype, str) and dtype.lower() == "int8"
         if int8 and device.type != "cpu":
             raise ValueError(f"dtype='int8' (dynamic quantisation) runs on the CPU only, not on {device}")
@@ -228,6 +247,12 @@ class Encoder:
             encoder.precision = choice
         else:
             encoder = build(dtype)
+        if backend != "torch":
+            attach_backend(encoder, backend, precision.cache_key({
+                "machine": precision.machine_description(device), "backend": backend,
+                "model": precision.model_file_stats([checkpoint.base, *checkpoint.adapters]),
+                "bidirectional": bidirectional, "attn_implementation": attn_implementation,
+            }))
         return encoder.compile() if compile else encoder
 
     def compile(self) -> Encoder:
@@ -354,7 +379,9 @@ class Encoder:
         with torch.inference_mode(), tqdm(total=len(tokenized), disable=not show_progress, desc="encode", unit="text") as bar:
             for batch in batches:
                 ids, attention, pooling_mask = self.collate([tokenized[i] for i in batch])
-                yield batch, last_hidden_state(self.model, ids, attention), attention, pooling_mask
+                hidden = (self.backend_forward(ids, attention) if self.backend_forward is not None
+                          else last_hidden_state(self.model, ids, attention))
+                yield batch, hidden, attention, pooling_mask
                 bar.update(len(batch))
 
     def collate(self, items: list[Tokenized]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

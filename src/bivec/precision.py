@@ -237,30 +237,41 @@ def model_file_stats(directories: list[Path]) -> list[tuple[str, int, int]]:
     return out
 
 
-def _cache_path() -> Path:
+def _verdict_dir() -> Path:
     from bivec.runtime import cache_dir
 
-    return cache_dir() / _CACHE_FILE
+    return cache_dir()
 
 
-def load_cached(key: str) -> PrecisionChoice | None:
-    path = _cache_path()
+def read_verdict(file: str, key: str) -> dict | None:
+    """The entry stored under ``key`` in the JSON verdict file ``file`` of bivec's cache, if any."""
     try:
-        entry = json.loads(path.read_text())[key]
+        return json.loads((_verdict_dir() / file).read_text())[key]
     except (OSError, ValueError, KeyError):
         return None
-    return PrecisionChoice(entry["dtype"], entry["machine"], [Trial(**t) for t in entry["trials"]], cached=True)
 
 
-def store(key: str, choice: PrecisionChoice) -> None:
+def write_verdict(file: str, key: str, entry: dict) -> None:
+    """Store ``entry`` under ``key`` in the JSON verdict file ``file`` (atomically)."""
     from bivec.textio import atomic_write
 
-    path = _cache_path()
+    path = _verdict_dir() / file
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         entries = json.loads(path.read_text())
     except (OSError, ValueError):
         entries = {}
-    entries[key] = {k: v for k, v in asdict(choice).items() if k != "cached"}
+    entries[key] = entry
     text = json.dumps(entries, indent=1)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def load_cached(key: str) -> PrecisionChoice | None:
+    entry = read_verdict(_CACHE_FILE, key)
+    if entry is None:
+        return None
+    return PrecisionChoice(entry["dtype"], entry["machine"], [Trial(**t) for t in entry["trials"]], cached=True)
+
+
+def store(key: str, choice: PrecisionChoice) -> None:
+    write_verdict(_CACHE_FILE, key, {k: v for k, v in asdict(choice).items() if k != "cached"})

@@ -39,12 +39,14 @@ class WorkerSettings:
     compile: bool = False
     allow_pickle: bool = False
     trust_remote_code: bool = False
+    backend: str = "torch"
 
     def check(self, *, load_model_here: bool) -> None:
         """Raise a ValueError naming the bad setting before any worker starts; the model path is
         checked only where this process would load it (a remote cluster has its own files)."""
         import torch
 
+        from bivec.backends import check_backend_name
         from bivec.models.checkpoint import resolve_checkpoint
         from bivec.models.loading import resolve_dtype
         from bivec.pooling import check_pooling_mode
@@ -55,6 +57,8 @@ class WorkerSettings:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         resolve_dtype(self.dtype, torch.device("cpu"))
+        if check_backend_name(self.backend) == "auto":
+            raise ValueError("--backend auto: give the backend (torch, onnx, openvino or onnx-int8), so that every worker runs the same one")
         if load_model_here:
             resolve_checkpoint(self.model, self.adapters, allow_pickle=self.allow_pickle)
 
@@ -88,7 +92,7 @@ class BlockEncoder:
         self.encoder = Encoder.from_pretrained(
             settings.model, adapters=list(settings.adapters), bidirectional=False if settings.causal else None,
             pooling=settings.pooling, max_length=settings.max_length, dtype=settings.dtype, compile=settings.compile,
-            allow_pickle=settings.allow_pickle, trust_remote_code=settings.trust_remote_code,
+            allow_pickle=settings.allow_pickle, trust_remote_code=settings.trust_remote_code, backend=settings.backend,
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:

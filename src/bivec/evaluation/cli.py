@@ -14,6 +14,7 @@ import typer
 from bivec.cli_options import (
     AdapterOption,
     AllowPickleOption,
+    BackendOption,
     CausalOption,
     CompileOption,
     DtypeOption,
@@ -83,7 +84,8 @@ def sts(
     columns: Annotated[str, typer.Option(help="--dataset columns: sentence1,sentence2,score.")] = "sentence1,sentence2,score",
     instruction: Annotated[str, typer.Option(help="Instruction put before both sentences of every pair.")] = "",
     model: ModelOption = None, adapter: AdapterOption = None, causal: CausalOption = False, pooling: PoolingOption = None,
-    dtype: DtypeOption = "auto", compile: CompileOption = False, max_length: MaxLengthOption = None,
+    dtype: DtypeOption = "auto", compile: CompileOption = False, backend: BackendOption = "torch",
+    max_length: MaxLengthOption = None,
     allow_pickle: AllowPickleOption = False, trust_remote_code: TrustRemoteCodeOption = False,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None, markdown: Markdown = None,
 ) -> None:
@@ -101,7 +103,8 @@ def sts(
                     for d in dataset or []]
     except (ValueError, FileNotFoundError) as exc:
         fail(exc)
-    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code,
+                           backend)
     _check_output(output, markdown)
     start = time.perf_counter()
     encoder = options.load()
@@ -124,7 +127,8 @@ def mteb(
     no_instructions: Annotated[bool, typer.Option("--no-instructions", help="Encode every text without an instruction.")] = False,
     mteb_output: Annotated[Optional[Path], typer.Option(help="Folder for MTEB's own result files.")] = None,
     model: ModelOption = None, adapter: AdapterOption = None, causal: CausalOption = False, pooling: PoolingOption = None,
-    dtype: DtypeOption = "auto", compile: CompileOption = False, max_length: MaxLengthOption = None,
+    dtype: DtypeOption = "auto", compile: CompileOption = False, backend: BackendOption = "torch",
+    max_length: MaxLengthOption = None,
     allow_pickle: AllowPickleOption = False, trust_remote_code: TrustRemoteCodeOption = False,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None, markdown: Markdown = None,
 ) -> None:
@@ -146,7 +150,8 @@ def mteb(
         loaded = [local_sts_task(f) for f in local_sts or []] + load_mteb_tasks(names)
     except (ValueError, FileNotFoundError) as exc:
         fail(exc)
-    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code,
+                           backend)
     _check_output(output, markdown)
     start = time.perf_counter()
     encoder = options.load()

@@ -10,6 +10,7 @@ import typer
 from bivec.cli_options import (
     AdapterOption,
     AllowPickleOption,
+    BackendOption,
     CausalOption,
     CompileOption,
     DtypeOption,
@@ -53,6 +54,7 @@ def serve(
     normalize: Annotated[bool, typer.Option(help="Return unit-length vectors, as OpenAI does.")] = ServerConfig.normalize,
     dtype: DtypeOption = "auto",
     compile: CompileOption = False,
+    backend: BackendOption = "torch",
     allow_pickle: AllowPickleOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads; on a busy shared CPU 1 can be much faster.")] = None,
@@ -75,7 +77,8 @@ def serve(
         if threads < 1:
             fail(f"--threads must be positive, got {threads}")
         torch.set_num_threads(threads)
-    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code,
+                           backend)
     try:
         config = ServerConfig(
             model_name=name or (DEFAULT_MODEL_NAME if model is None else model.rstrip("/").rsplit("/", 1)[-1]),
