@@ -6,7 +6,11 @@ sentences of evenly spaced STS12, STS13 and STS14 pairs; "long": WikiText-2 para
 tokens), peak RSS against the weights' size, and accuracy of every mode against bivec float32
 (per-text cosine; Spearman on each STS file's pairs). bivec modes: ``auto`` (the default: the
 dtype its accuracy check picks on this machine), float32, bfloat16 and int8 (dynamic
-quantisation); ``+compile`` adds ``compile=True`` (its one-off cost is in the load time). Each
+quantisation); ``+compile`` adds ``compile=True`` (its one-off cost is in the load time); the
+backends ``onnx`` (ONNX Runtime), ``openvino`` and ``onnx-int8`` (the model exported once; the
+export and the backend's check are in the first round's load time). bfloat16 runs only where the
+CPU has it natively (AVX512-BF16 or AMX; elsewhere it is emulated, many times slower than float32):
+on other CPUs its modes and limits are skipped, and the benchmark says so. Each
 engine and dtype runs in its own process so peak RSS is its own; loading's peak is reported apart
 from encoding's. The reference runs in its own virtualenv (transformers 4.44), created on first use under
 benchmarks/.reference (about 1 GB).
@@ -184,7 +188,12 @@ def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: i
     base, _, option = dtype.partition("+")
     before_load = memory_mb("VmRSS")
     start = time.perf_counter()
-    encoder = Encoder.from_pretrained(model, dtype=base, compile=option == "compile")
+    from bivec.backends import BACKENDS
+
+    if base in BACKENDS:
+        encoder = Encoder.from_pretrained(model, backend=base)
+    else:
+        encoder = Encoder.from_pretrained(model, dtype=base, compile=option == "compile")
     load_seconds = time.perf_counter() - start
     # Loading in a dtype other than the file's holds the file's pages and the converted weights
     # at once, for a moment: its peak is reported apart from the encoding's.
@@ -195,6 +204,8 @@ def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: i
     packed = [m for m in encoder.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     weights += sum(m.weight().numel() + 8 * m.weight().shape[0] for m in packed)  # int8 codes + per-channel scales
     resolved = encoder.precision.dtype if encoder.precision else base
+    if base in BACKENDS:  # the limit that a backend's arithmetic is held to
+        resolved = "int8" if base == "onnx-int8" else "float32"
     report = {"rss_before_load_mb": before_load, "weights_mb": weights / 2**20, "resolved": resolved,
               "load_seconds": load_seconds, "load_peak_rss_mb": load_peak,
               "ids": {name: [[t for t, m in zip(x.input_ids, x.pooling_mask) if m] for x in encoder.tokenize(items)]
@@ -253,7 +264,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, help="texts per forward pass for both engines (default: each "
                         f"engine's own, bivec {DEFAULT_BATCH_SIZE} and llm2vec {REFERENCE_BATCH_SIZE})")
-    parser.add_argument("--bivec-dtypes", default="auto,float32,float32+compile,bfloat16,bfloat16+compile,int8")
+    parser.add_argument("--bivec-dtypes", default="auto,float32,float32+compile,bfloat16,bfloat16+compile,int8,"
+                        "onnx,openvino,onnx-int8", help="bivec modes: dtypes (+compile) and backends")
     parser.add_argument("--reference-dtypes", default="float32,bfloat16")
     parser.add_argument("--reference-venv", type=Path, default=HERE / ".reference")
     parser.add_argument("--worker", nargs=5, metavar=("DTYPE", "CORPORA", "OUT", "REPEATS", "BATCH"), help=argparse.SUPPRESS)
@@ -269,12 +281,20 @@ def main() -> None:
 
     from transformers import AutoConfig
 
+    from bivec.precision import bf16_supported
+
+    sys.stdout.reconfigure(line_buffering=True)  # each line as it comes, also into a pipe or a file
     print(f"CPU: {cpu_description()}")
+    native = ("float32", "bfloat16") if bf16_supported() else ("float32",)
+    if "bfloat16" not in native:
+        print("bfloat16: skipped (not native on this CPU, no AVX512-BF16 or AMX: emulated, many times slower than float32)")
+        args.bivec_dtypes = ",".join(d for d in args.bivec_dtypes.split(",") if not d.startswith("bfloat16"))
+        args.reference_dtypes = ",".join(d for d in args.reference_dtypes.split(",") if d != "bfloat16")
     config = AutoConfig.from_pretrained(model_dir)
-    limits = {d: linear_limit(config, d) for d in ("float32", "bfloat16", "int8")}
+    limits = {d: linear_limit(config, d) for d in (*native, "int8")}
     flops = linear_flops_per_token(config)
     print("linear-layer limit (tokens/s, 2,048-token batch): " + ", ".join(f"{d} {v:.0f}" for d, v in limits.items()))
-    for d in ("float32", "bfloat16"):
+    for d in native:
         rate, square = limits[d] * flops, large_matmul_flops(d)
         print(f"{d}: the limit is {rate / 1e9:.0f} GFLOP/s ({flops / 1e6:.0f} MFLOP per token), "
               f"{rate / square:.0%} of a 4096x4096x4096 product's {square / 1e9:.0f} GFLOP/s")
@@ -322,9 +342,11 @@ def main() -> None:
     print()
     for name in texts:
         for engine, mode, corpus in speed:
-            if engine == "bivec" and corpus == name and mode.partition("+")[0] in ref_dtypes:
-                reference = speed[("llm2vec 0.2.3", mode.partition("+")[0], name)]
-                print(f"{name}: bivec {mode} / reference {mode.partition('+')[0]}: {speed[('bivec', mode, name)] / reference:.2f}x")
+            # A backend is set against the reference in float32, the arithmetic it keeps.
+            ref_mode = mode.partition("+")[0] if mode.partition("+")[0] in ref_dtypes else "float32"
+            if engine == "bivec" and corpus == name and ref_mode in ref_dtypes:
+                reference = speed[("llm2vec 0.2.3", ref_mode, name)]
+                print(f"{name}: bivec {mode} / reference {ref_mode}: {speed[('bivec', mode, name)] / reference:.2f}x")
         if ref_dtypes and ("bivec", "auto", name) in speed:
             fastest = max(speed[("llm2vec 0.2.3", d, name)] for d in ref_dtypes)
             print(f"{name}: bivec default (auto) / reference's fastest: {speed[('bivec', 'auto', name)] / fastest:.2f}x")
