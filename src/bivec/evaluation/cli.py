@@ -18,6 +18,7 @@ from bivec.cli_options import (
     CausalOption,
     CompileOption,
     DtypeOption,
+    LoadOptions,
     MaxLengthOption,
     ModelOption,
     PoolingOption,
@@ -25,7 +26,7 @@ from bivec.cli_options import (
     fail,
     load_options,
 )
-from bivec.encoder import DEFAULT_BATCH_SIZE
+from bivec.encoder import DEFAULT_BATCH_SIZE, Encoder
 from bivec.evaluation.report import EvalResult, compare_markdown, compare_plot
 
 app = typer.Typer(help="Evaluate encoders: STS, MTEB, word-level probes; compare result files.",
@@ -63,6 +64,14 @@ def _check_output(output: Path | None, markdown: Path | None) -> None:
             nearest = next(p for p in (path.parent, *path.parent.parents) if p.exists())
             if not nearest.is_dir() or not os.access(nearest, os.W_OK):
                 fail(f"{option} {path}: {nearest} is not a writable folder")
+
+
+def _load_for(options: LoadOptions, output: Path | None, markdown: Path | None) -> tuple[Encoder, float]:
+    """The encoder, once the result paths are known to be writable, and when its loading began
+    (an evaluation's time includes loading)."""
+    _check_output(output, markdown)
+    start = time.perf_counter()
+    return options.load(), start
 
 
 def _finish(result: EvalResult, output: Path | None, markdown: Path | None) -> None:
@@ -105,9 +114,7 @@ def sts(
         fail(exc)
     options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code,
                            backend)
-    _check_output(output, markdown)
-    start = time.perf_counter()
-    encoder = options.load()
+    encoder, start = _load_for(options, output, markdown)
     scores = {}
     for label, (gold, first, second) in sources:
         began = time.perf_counter()
@@ -152,9 +159,7 @@ def mteb(
         fail(exc)
     options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code,
                            backend)
-    _check_output(output, markdown)
-    start = time.perf_counter()
-    encoder = options.load()
+    encoder, start = _load_for(options, output, markdown)
     label = _label(name, model, encoder)
     wrapper = MTEBEncoder(encoder, name=label, instructions=mapping, use_instructions=not no_instructions)
     scores = run_mteb(wrapper, loaded, batch_size=batch_size, output_dir=mteb_output)
@@ -196,9 +201,7 @@ def word(
     except (ValueError, FileNotFoundError) as exc:
         fail(exc)
     options = load_options(model, adapter, causal, None, max_length, dtype, compile, allow_pickle, trust_remote_code)
-    _check_output(output, markdown)
-    start = time.perf_counter()
-    encoder = options.load()
+    encoder, start = _load_for(options, output, markdown)
     scores = {}
     for config in configs:
         began = time.perf_counter()
