@@ -101,18 +101,15 @@ def build_forward(name: str, encoder: Encoder) -> Forward:
 
 
 def token_states(encoder: Encoder, texts: list[str], forward: Forward | None) -> tuple[list[np.ndarray], float]:
-    """Each text's token states (text tokens only) through ``forward`` (None: torch), and the seconds
-    the second pass over all texts took (the first pays for kernel selection)."""
+    """Each text's token states through ``forward`` (None: torch), and the seconds the second pass
+    over all texts took (the first pays for kernel selection)."""
     previous = encoder.backend_forward
     encoder.backend_forward = forward
     try:
         tokenized = encoder.tokenize(texts, truncate=True)
-        list(encoder._forward_batches(tokenized[:8], 32, None, False))
-        states: list[np.ndarray] = [np.empty(0)] * len(texts)
+        encoder.token_states(tokenized[:8], show_progress=False)
         start = time.perf_counter()
-        for batch, hidden, _, pooling_mask in encoder._forward_batches(tokenized, 32, None, False):
-            for row, i in enumerate(batch):
-                states[i] = hidden[row][pooling_mask[row].bool()].float().cpu().numpy()
+        states = encoder.token_states(tokenized, show_progress=False)
         return states, time.perf_counter() - start
     finally:
         encoder.backend_forward = previous
