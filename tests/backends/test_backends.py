@@ -132,3 +132,19 @@ def test_embed_corpus_workers_run_the_backend(tiny_model_dir, torch_vectors):
     assert bad == [] and np.min(_cosines(vectors, torch_vectors)) >= 1 - 1e-5
     with pytest.raises(ValueError, match="--backend auto: give the backend"):
         WorkerSettings(model=str(tiny_model_dir), backend="auto").check(load_model_here=True)
+
+
+def test_the_server_answers_with_the_backend(tiny_model_dir, torch_vectors):
+    from fastapi.testclient import TestClient
+
+    from bivec.serving import ServerConfig, create_app
+
+    encoder = Encoder.from_pretrained(tiny_model_dir, backend="onnx")
+    calls = []
+    forward = encoder.backend_forward
+    encoder.backend_forward = lambda ids, mask: calls.append(len(ids)) or forward(ids, mask)
+    with TestClient(create_app(encoder, ServerConfig(model_name="tiny"))) as client:
+        response = client.post("/v1/embeddings", json={"model": "tiny", "input": TEXTS})
+    assert response.status_code == 200 and calls
+    vectors = np.array([item["embedding"] for item in response.json()["data"]], dtype=np.float32)
+    assert np.min(_cosines(vectors, torch_vectors)) >= 1 - 1e-5
