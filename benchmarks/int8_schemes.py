@@ -105,7 +105,7 @@ def main() -> None:
             target = work / f"int8-{alpha}-{kept}.onnx"
             quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
             states, seconds = backends.token_states(encoder, texts, bivec_onnx.onnxruntime_forward(target))
-            verdict = backends.judge_states(encoder, reference, states, pairs)
+            verdict = backends.judge_states(reference, states, pairs)
             rows.append(["plain" if alpha is None else f"SmoothQuant a={alpha}", kept, "yes" if verdict["passed"] else "no",
                          f"{100 * verdict['share_close']:.1f}%", f"{verdict['min_cosine']:.4f}",
                          f"{verdict['spearman']:.2f} / {verdict['spearman_float32']:.2f}",

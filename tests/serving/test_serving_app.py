@@ -266,6 +266,7 @@ def test_metrics_count_requests_and_texts(serve):
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("max_inputs", 0, "max_inputs must be positive, got 0"),
     ("max_batch_size", 0, "max_batch_size must be positive, got 0"),
+    ("max_merged_tokens", 0, "max_merged_tokens must be positive, got 0"),
     ("max_wait_ms", -1, "max_wait_ms must be >= 0, got -1"),
     ("api_key", " ", "api_key must not be empty"),
 ])

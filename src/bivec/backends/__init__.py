@@ -124,7 +124,7 @@ def worst_token_distance(reference: list[np.ndarray], candidate: list[np.ndarray
     return worst
 
 
-def judge_states(encoder: Encoder, reference: list[np.ndarray], candidate: list[np.ndarray], pairs) -> dict:
+def judge_states(reference: list[np.ndarray], candidate: list[np.ndarray], pairs) -> dict:
     """dtype="auto"'s accuracy rule on mean-pooled, unit-length vectors of the token states."""
     def pooled(states: list[np.ndarray]) -> np.ndarray:
         vectors = np.stack([s.mean(axis=0) for s in states])
@@ -146,7 +146,7 @@ def trial(encoder: Encoder, name: str, texts: list[str], pairs, reference: list[
         passed = distance <= MAX_TOKEN_DISTANCE
         reason = "" if passed else f"a token state is {distance:.1e} from torch float32 (1 - cos), above {MAX_TOKEN_DISTANCE:.0e}"
     else:
-        verdict = judge_states(encoder, reference, states, pairs)
+        verdict = judge_states(reference, states, pairs)
         passed, reason = verdict["passed"], verdict["reason"]
     return BackendTrial(name, passed, distance, seconds, torch_seconds, reason), forward if passed else None
 
