@@ -5,8 +5,9 @@ product's, the most this CPU's GEMM gives), speed per engine/dtype/corpus ("shor
 sentences of evenly spaced STS12, STS13 and STS14 pairs; "long": WikiText-2 paragraphs cut at 512
 tokens), peak RSS against the weights' size, and accuracy of every mode against bivec float32
 (per-text cosine; Spearman on each STS file's pairs). bivec modes: ``auto`` (the default: the
-dtype its accuracy check picks on this machine), float32, bfloat16 and int8 (dynamic
-quantisation); ``+compile`` adds ``compile=True`` (its one-off cost is in the load time); the
+dtype its accuracy check picks on this machine), float32, bfloat16 and int8 (:mod:`bivec.int8`:
+per-token activations, with the leading float32 layers its check keeps; its limit is all-int8
+linear layers); ``+compile`` adds ``compile=True`` (its one-off cost is in the load time); the
 backends ``onnx`` (ONNX Runtime), ``openvino`` and ``onnx-int8`` (the model exported once; the
 export and the backend's check are in the first round's load time). bfloat16 runs only where the
 CPU has it natively (AVX512-BF16 or AMX; elsewhere it is emulated, many times slower than float32):
@@ -138,10 +139,10 @@ def linear_limit(config, dtype: str, tokens: int = 2048, repeats: int = 5) -> fl
     ``tokens``-row batch."""
     shapes = linear_shapes(config)
     if dtype == "int8":
-        from bivec.precision import quantize_int8
+        from bivec.int8 import Int8Linear
 
-        layers = quantize_int8(torch.nn.Sequential(*(torch.nn.Linear(n, o, bias=False) for o, n in shapes)))
-        activations = torch.float32  # dynamic quantisation takes float activations
+        layers = [Int8Linear.from_linear(torch.nn.Linear(n, o, bias=False)) for o, n in shapes]
+        activations = torch.float32  # quantised per token inside the layer
     else:
         activations = getattr(torch, dtype)
         layers = [torch.nn.Linear(n, o, bias=False, dtype=activations) for o, n in shapes]
@@ -201,8 +202,6 @@ def bivec_worker(model: str, dtype: str, corpora_file: str, out: str, repeats: i
     reset_peak_memory()
     texts = json.loads(Path(corpora_file).read_text())
     weights = sum(t.numel() * t.element_size() for t in (*encoder.model.parameters(), *encoder.model.buffers()))
-    packed = [m for m in encoder.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
-    weights += sum(m.weight().numel() + 8 * m.weight().shape[0] for m in packed)  # int8 codes + per-channel scales
     resolved = encoder.precision.dtype if encoder.precision else base
     if base in BACKENDS:  # the limit that a backend's arithmetic is held to
         resolved = "int8" if base == "onnx-int8" else "float32"

@@ -184,9 +184,9 @@ class Encoder:
         ``dtype="auto"`` picks the fastest dtype whose embeddings pass bivec's accuracy check
         against float32 on this machine (see :mod:`bivec.precision`; measured once per machine and
         model, then cached; the verdict is in ``encoder.precision``); ``None`` is float32 on the CPU
-        and bfloat16 on CUDA without a check; or name one: float32, bfloat16, float16, or ``int8``
-        (opt-in, CPU only: linear layers dynamically quantised; its accuracy is measured by
-        ``benchmarks/encode_vs_reference.py``). ``compile=True`` runs :meth:`compile` (after the
+        and bfloat16 on CUDA without a check; or name one: float32, bfloat16, float16 (unchecked), or
+        ``int8`` (CPU only: see :mod:`bivec.int8`; checked like ``auto``'s candidates, keeping as
+        many leading layers in float32 as the check needs, or all of them when int8 cannot pass). ``compile=True`` runs :meth:`compile` (after the
         dtype check, which runs uncompiled).
 
         ``backend``: ``"torch"``, or an engine over the model exported to ONNX (float32 weights,
@@ -215,35 +215,45 @@ class Encoder:
                 raise ValueError(f"backend={backend!r} runs the model exported in float32 (int8: backend='onnx-int8'); "
                                  f"dtype={dtype!r} applies to the torch backend")
             dtype = torch.float32
-        int8 = isinstance(dtype, str) and dtype.lower() == "int8"
-        if int8 and device.type != "cpu":
-            raise ValueError(f"dtype='int8' (dynamic quantisation) runs on the CPU only, not on {device}")
+        if isinstance(dtype, str):
+            dtype = dtype.lower()
+        if dtype == "int8" and device.type != "cpu":
+            raise ValueError(f"dtype='int8' runs on the CPU only, not on {device}")
 
-        def build(dtype: str | torch.dtype | None) -> Encoder:
+        def build(dtype: str | torch.dtype | None, float_layers: int | None = None) -> Encoder:
+            int8 = dtype == "int8"
             model = load_model(checkpoint, device=device, dtype=torch.float32 if int8 else dtype,
                                attn_implementation=attn_implementation, allow_pickle=allow_pickle,
                                trust_remote_code=trust_remote_code)
             if bidirectional:
                 make_bidirectional(model)
+            encoder = cls(model, tokenizer, pooling=pooling, max_length=settings.max_length, chat_template=chat_template,
+                          prompts=settings.prompts)
             if int8:
-                precision.quantize_int8(model)
-            return cls(model, tokenizer, pooling=pooling, max_length=settings.max_length, chat_template=chat_template,
-                       prompts=settings.prompts)
+                plan = precision.prepare_int8(encoder)
+                plan.use(float_layers)
+                plan.release()
+            return encoder
 
-        if isinstance(dtype, str) and dtype.lower() == "auto":
+        if dtype in ("auto", "int8"):
+            # int8 is checked like auto's candidates: an explicit int8 keeps the fewest float32
+            # layers that pass, and falls back to float32 when none does.
+            tried = precision.candidates(device) if dtype == "auto" else ["int8"]
             key = precision.cache_key({
-                "machine": precision.machine_description(device),
-                "candidates": [str(d) for d in precision.candidates(device)],
+                "machine": precision.machine_description(device), "candidates": tried,
                 "model": precision.model_file_stats([checkpoint.base, *checkpoint.adapters]),
                 "bidirectional": bidirectional, "pooling": pooling, "max_length": settings.max_length,
                 "attn_implementation": attn_implementation, "chat_template": chat_template,
             })
             choice = precision.load_cached(key)
             if choice is not None:
-                encoder = build(choice.dtype)
+                encoder = build(choice.dtype, choice.float_layers)
             else:
-                encoder, choice = precision.choose(build, device)
+                encoder, choice = precision.choose(build, device, tried, faster_only=dtype == "auto")
                 precision.store(key, choice)
+            if dtype == "int8" and choice.dtype != "int8":
+                print(f"bivec: int8 does not pass the accuracy check on this model; using float32 ({choice.describe()})",
+                      file=sys.stderr)
             encoder.precision = choice
         else:
             encoder = build(dtype)

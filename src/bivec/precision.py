@@ -2,16 +2,20 @@
 
 ``Encoder.from_pretrained(dtype="auto")`` (the default) encodes a calibration set shipped with
 bivec in float32 and in each faster candidate this machine runs natively (bfloat16 on CPUs with
-AVX512-BF16 or AMX; bfloat16 and float16 on CUDA), and keeps the fastest candidate whose
-embeddings stay close to float32: per-text cosine >= 0.99 for at least 99% of the texts, and STS
-Spearman on the calibration pairs within 0.3 points of float32's. Otherwise it stays in float32.
-The verdict is stored per machine, library versions and model, so the check runs once.
+AVX512-BF16 or AMX, and int8 on every CPU; bfloat16 and float16 on CUDA), and keeps the fastest
+candidate whose embeddings stay close to float32: per-text cosine >= 0.99 for at least 99% of the
+texts, and STS Spearman on the calibration pairs within 0.3 points of float32's. Otherwise it stays
+in float32. The verdict is stored per machine, library versions and model, so the check runs once.
+
+int8 (:mod:`bivec.int8`: int8 weights per channel, activations per token, after SmoothQuant's
+scale migration) is held to the same rule by keeping the first layers of the model in float32:
+the check finds, by bisection, the fewest leading layers that must stay float32 for the rule to
+hold (:func:`int8_float_layers`), and that number is part of the verdict.
 """
 
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
 import json
 import platform
@@ -28,13 +32,14 @@ import torch
 
 if TYPE_CHECKING:
     from bivec.encoder import Encoder
+    from bivec.int8 import Int8Plan
 
 MIN_COSINE = 0.99
 MIN_SHARE = 0.99
 MAX_SPEARMAN_DROP = 0.3
 _CACHE_FILE = "precision.json"
 DTYPE_HELP = ("auto: the fastest dtype whose embeddings pass bivec's accuracy check against float32 on "
-              "this machine (checked once per model); or float32, bfloat16, float16.")
+              "this machine (checked once per model); or float32, bfloat16, float16, int8 (CPU; checked too).")
 COMPILE_HELP = ("torch.compile the model's layers at load (seconds, once per process): faster encoding for "
                 "long jobs; needs a C++ compiler on the CPU.")
 
@@ -76,12 +81,12 @@ def machine_description(device: torch.device) -> str:
     return f"{_cpu_name()} [{' '.join(flags)}], {torch.get_num_threads()} threads"
 
 
-def candidates(device: torch.device) -> list[torch.dtype]:
-    """Dtypes worth trying on ``device``, fastest first; float32 is the fallback, not a candidate."""
+def candidates(device: torch.device) -> list[str]:
+    """Dtypes worth trying on ``device``; float32 is the fallback, not a candidate."""
     if device.type == "cuda":
-        return ([torch.bfloat16] if torch.cuda.is_bf16_supported() else []) + [torch.float16]
-    if device.type == "cpu" and bf16_supported():
-        return [torch.bfloat16]
+        return (["bfloat16"] if torch.cuda.is_bf16_supported() else []) + ["float16"]
+    if device.type == "cpu":
+        return (["bfloat16"] if bf16_supported() else []) + ["int8"]
     return []
 
 
@@ -98,6 +103,7 @@ class Trial:
     seconds: float
     float32_seconds: float
     reason: str = ""
+    float_layers: int | None = None  # int8: leading layers kept in float32
 
 
 @dataclass
@@ -115,10 +121,17 @@ class PrecisionChoice:
     trials: list[Trial] = field(default_factory=list)
     cached: bool = False
 
+    @property
+    def float_layers(self) -> int | None:
+        """For int8: how many leading layers the check kept in float32."""
+        return next((t.float_layers for t in self.trials if t.dtype == self.dtype), None)
+
     def describe(self) -> str:
         parts = []
         for t in self.trials:
             verdict = "kept" if t.dtype == self.dtype else ("rejected: " + t.reason if not t.passed else "passed, slower")
+            if t.float_layers is not None:
+                verdict += f" ({t.float_layers} leading layers in float32)"
             parts.append(f"{t.dtype} {verdict}; min cosine {t.min_cosine:.4f}, {100 * t.share_close:.1f}% at >= "
                          f"{MIN_COSINE}, Spearman {t.spearman:.2f} vs {t.spearman_float32:.2f}, "
                          f"{t.float32_seconds / max(t.seconds, 1e-9):.2f}x float32 speed")
@@ -167,54 +180,78 @@ def _timed_encode(encoder: Encoder, texts: list[str]) -> tuple[np.ndarray, float
     return vectors, time.perf_counter() - start
 
 
-def choose(build: Callable[[torch.dtype], Encoder], device: torch.device) -> tuple[Encoder, PrecisionChoice]:
-    """Build the float32 encoder, try each candidate dtype against it, and return the encoder in
-    the fastest dtype that passes (``build(dtype)`` loads a fresh encoder in ``dtype``)."""
+def choose(build: Callable[..., Encoder], device: torch.device, tried: list[str] | None = None,
+           faster_only: bool = True) -> tuple[Encoder, PrecisionChoice]:
+    """Build the float32 encoder, try each candidate dtype (default :func:`candidates`) against it,
+    and return the encoder in the fastest dtype that passes (``faster_only=False``: in the first
+    that passes, faster or not). ``build(dtype, float_layers=None)`` loads a fresh encoder in
+    ``dtype`` (for int8, with ``float_layers`` leading layers in float32)."""
     texts, pairs = calibration_set()
     encoder = build(torch.float32)
     choice = PrecisionChoice("float32", machine_description(device))
-    tried = candidates(device)
-    names = [str(d).removeprefix("torch.") for d in tried]
-    if not names:
+    tried = candidates(device) if tried is None else tried
+    if not tried:
         return encoder, choice
-    print(f"bivec: checking {', '.join(names)} against float32 on this machine (once per model)", file=sys.stderr)
+    print(f"bivec: checking {', '.join(tried)} against float32 on this machine (once per model)", file=sys.stderr)
     reference, reference_s = _timed_encode(encoder, texts)
-    best: tuple[float, torch.dtype] | None = None
-    for i, (dtype, name) in enumerate(zip(tried, names)):
+    best: Trial | None = None
+    for i, name in enumerate(tried):
         if i:
             encoder = build(torch.float32)  # the previous trial left the weights rounded
-        encoder.model.to(dtype)
-        vectors, seconds = _timed_encode(encoder, texts)
-        trial = Trial(dtype=name, seconds=seconds, float32_seconds=reference_s, **judge(reference, vectors, pairs))
+        if name == "int8":
+            trial = int8_float_layers(encoder, texts, pairs, reference, reference_s)
+        else:
+            encoder.model.to(getattr(torch, name))
+            vectors, seconds = _timed_encode(encoder, texts)
+            trial = Trial(dtype=name, seconds=seconds, float32_seconds=reference_s, **judge(reference, vectors, pairs))
         choice.trials.append(trial)
-        if trial.passed and seconds < reference_s and (best is None or seconds < best[0]):
-            best = (seconds, dtype)
+        if trial.passed and (not faster_only or trial.seconds < reference_s) and (best is None or trial.seconds < best.seconds):
+            best = trial
+            if not faster_only:
+                break
     if best is not None:
-        choice.dtype = str(best[1]).removeprefix("torch.")
-    if best is None or best[1] != tried[-1]:
-        encoder = build(best[1] if best else torch.float32)
+        choice.dtype = best.dtype
+    if best is None or best is not choice.trials[-1]:
+        encoder = build(best.dtype if best else torch.float32, float_layers=best.float_layers if best else None)
     return encoder, choice
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Replace every linear layer by a dynamically quantised int8 one (weights int8 per channel,
-    activations quantised per batch), in place; CPU only."""
-    import warnings
+def prepare_int8(encoder: Encoder) -> Int8Plan:
+    """Smooth the float32 model (where :func:`bivec.int8.smoothable`; the activation maxima come
+    from the calibration paragraphs, so that every load smooths alike) and plan its int8 layers."""
+    from bivec.int8 import Int8Plan, activation_maxima, smooth, smoothable
 
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    if smoothable(encoder.model):
+        texts, pairs = calibration_set()
+        paragraphs = texts[2 * len(pairs):]
+        smooth(encoder.model, activation_maxima(encoder.model, lambda: encoder.encode(paragraphs, show_progress=False)))
+    return Int8Plan(encoder.model)
 
-    with warnings.catch_warnings():
-        # torch.ao's eager quantisation is deprecated in favour of the separate torchao package,
-        # but it still ships with torch and needs nothing else installed.
-        warnings.simplefilter("ignore")
-        quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-    # The float weights left (embeddings, norms) are views of the memory-mapped checkpoint, which
-    # reference cycles from loading also hold: while mapped, the file pages read for quantising stay
-    # resident, 500 MB more RSS on the default model.
-    for parameter in model.parameters():
-        parameter.data = parameter.data.clone()
-    gc.collect()
-    return model
+
+def int8_float_layers(encoder: Encoder, texts: list[str], pairs, reference: np.ndarray, reference_s: float) -> Trial:
+    """Put the float32 ``encoder`` in int8 with the fewest leading layers in float32 that pass the
+    accuracy rule, found by bisection (the more layers in float32, the closer to float32); the
+    trial of that number, or of the last that failed when only all-float32 passes."""
+    plan = prepare_int8(encoder)
+    low, high = 0, len(plan.slots)
+    kept: Trial | None = None
+    failed: Trial | None = None
+    while low < high:
+        middle = (low + high) // 2
+        plan.use(middle)
+        vectors, seconds = _timed_encode(encoder, texts)
+        trial = Trial(dtype="int8", seconds=seconds, float32_seconds=reference_s, float_layers=middle,
+                      **judge(reference, vectors, pairs))
+        if trial.passed:
+            high, kept = middle, trial
+        else:
+            low, failed = middle + 1, trial
+    layers = len(plan.slots)
+    plan.use(high)
+    plan.release()
+    if kept is None and failed is not None:
+        failed.reason += f", even with {failed.float_layers} of {layers} layers in float32"
+    return kept or failed
 
 
 def cache_key(parts: dict) -> str:
