@@ -18,7 +18,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
 from _common import cpu_description, print_table
 
 from bivec import Encoder, backends, precision
