@@ -27,7 +27,6 @@ from bivec.int8 import activation_maxima, smooth
 
 def main() -> None:
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="bivec/default")
@@ -59,7 +58,7 @@ def main() -> None:
         names = [n.name for n in onnx.load(str(source), load_external_data=False).graph.node if n.op_type == "MatMul"]
         for kept, exclude in (("none", []), ("down_proj", [n for n in names if "down_proj" in n])):
             target = work / f"int8-{alpha}-{kept}.onnx"
-            quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+            bivec_onnx.quantize(source, target, keep_float=exclude)
             states, seconds = backends.token_states(encoder, texts, bivec_onnx.onnxruntime_forward(target))
             report(f"ONNX Runtime {'plain' if alpha is None else f'SmoothQuant a={alpha}'}", kept, states, seconds)
         if alpha is not None:  # the next strength starts from the unsmoothed weights

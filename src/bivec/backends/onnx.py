@@ -56,7 +56,7 @@ def exported_model(model: nn.Module, *, int8: bool = False) -> Path:
         return path
     quantized = folder / "model-int8.onnx"
     if not quantized.is_file():
-        _quantize(path, quantized)
+        quantize(path, quantized)
     return quantized
 
 
@@ -103,8 +103,9 @@ def _fuse(source: Path, target: Path, config) -> None:
     fused.save_model_to_file(str(target), use_external_data_format=source.stat().st_size > 2**31 - 2**20)
 
 
-def _quantize(source: Path, target: Path) -> None:
-    """Dynamic int8: weights per output channel, activations per batch (ONNX Runtime's scheme)."""
+def quantize(source: Path, target: Path, keep_float: list[str] | None = None) -> None:
+    """Dynamic int8: weights per output channel, activations per batch (ONNX Runtime's scheme);
+    the MatMul nodes named in ``keep_float`` stay float32."""
     try:
         from onnx import TensorProto
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -112,7 +113,7 @@ def _quantize(source: Path, target: Path) -> None:
         raise BackendUnavailable("onnxruntime is not installed (pip install 'bivec[onnx]')") from exc
     tmp = target.with_name(target.name + ".tmp")
     # The fused norms are ONNX Runtime's own ops, which ONNX's shape inference cannot type.
-    quantize_dynamic(source, tmp, per_channel=True, weight_type=QuantType.QInt8,
+    quantize_dynamic(source, tmp, per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep_float or [],
                      extra_options={"DefaultTensorType": TensorProto.FLOAT})
     tmp.rename(target)
 
