@@ -37,6 +37,13 @@ def test_quantize_int8_keeps_the_leading_layers_in_float32(make_tiny_model):
     assert kinds == [{torch.nn.Linear}, {int8.Int8Linear}]
 
 
+def test_parameter_count_includes_the_int8_weights(make_tiny_model):
+    model = _tiny(make_tiny_model)
+    before = int8.parameter_count(model)
+    assert before == sum(p.numel() for p in model.parameters())
+    assert int8.parameter_count(int8.quantize_int8(model)) == before
+
+
 def test_quantize_int8_refuses_a_float_layer_count_out_of_range(make_tiny_model):
     with pytest.raises(ValueError, match="float_layers must be between 0 and 2, got 3"):
         int8.quantize_int8(_tiny(make_tiny_model), float_layers=3)

@@ -172,6 +172,7 @@ def info(
     """Print a model's architecture, embedding size, whether it can be made bidirectional and the
     dtype that dtype="auto" picks on this machine, and the backend (checked on first use, then cached)."""
     from bivec.attention import is_bidirectional
+    from bivec.int8 import parameter_count
 
     options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code,
                            backend)
@@ -186,7 +187,7 @@ def info(
         "architecture": f"{type(encoder.model).__name__} ({config.model_type})",
         "layers": config.num_hidden_layers,
         "embedding dim": encoder.dim,
-        "parameters": f"{sum(p.numel() for p in encoder.model.parameters()) / 1e6:.1f} M",
+        "parameters": f"{parameter_count(encoder.model) / 1e6:.1f} M",
         "dtype (auto)": choice.describe() if choice else str(encoder.model.dtype).removeprefix("torch."),
         "backend": encoder.backend_choice.describe() if encoder.backend_choice else "torch",
         "machine": choice.machine if choice else "",

@@ -65,6 +65,13 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
+def parameter_count(model: nn.Module) -> int:
+    """The model's parameters, counting the weights and biases that int8 layers keep as buffers."""
+    int8 = [m for m in model.modules() if isinstance(m, Int8Linear)]
+    return sum(p.numel() for p in model.parameters()) + sum(
+        m.weight_t.numel() + (0 if m.bias is None else m.bias.numel()) for m in int8)
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The model's list of decoder layers (``layers`` of a transformers base model)."""
     layers = getattr(getattr(model, "base_model", model), "layers", None)
