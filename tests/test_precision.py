@@ -200,6 +200,15 @@ def test_auto_may_pick_int8_on_the_cpu(tiny_model_dir, monkeypatch):
     assert _linear_kinds(encoder) == [["Int8Linear"], ["Int8Linear"]]
 
 
+def test_auto_leaves_int8_to_an_explicit_request_when_its_search_would_be_long(tiny_model_dir, monkeypatch, capsys):
+    monkeypatch.setattr(precision, "candidates", lambda device: ["int8"])
+    real = precision._timed_encode
+    monkeypatch.setattr(precision, "_timed_encode", lambda encoder, texts: (real(encoder, texts)[0], 60.0))
+    encoder = Encoder.from_pretrained(tiny_model_dir, pooling="first", max_length=64)
+    assert encoder.precision.dtype == "float32" and encoder.precision.trials == []
+    assert "int8 not tried: its search would take about 300 s on this model (dtype='int8' runs it)" in capsys.readouterr().err
+
+
 def test_real_int8_check_on_a_tiny_model_stays_close_to_float32(tiny_model_dir):
     exact = Encoder.from_pretrained(tiny_model_dir, dtype="float32")
     int8 = Encoder.from_pretrained(tiny_model_dir, dtype="int8")

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 MIN_COSINE = 0.99
 MIN_SHARE = 0.99
 MAX_SPEARMAN_DROP = 0.3
+# auto's int8 search encodes the calibration set about five times; past this many seconds of
+# float32 calibration (a multi-billion-parameter model on a few cores) it waits for dtype="int8".
+INT8_SEARCH_MAX_FLOAT32_SECONDS = 20.0
 _CACHE_FILE = "precision.json"
 DTYPE_HELP = ("auto: the fastest dtype whose embeddings pass bivec's accuracy check against float32 on "
               "this machine (checked once per model); or float32, bfloat16, float16, int8 (CPU; checked too).")
@@ -195,6 +198,10 @@ def choose(build: Callable[..., Encoder], device: torch.device, tried: list[str]
     print(f"bivec: checking {', '.join(tried)} against float32 on this machine (once per model)", file=sys.stderr)
     reference, reference_s = _timed_encode(encoder, texts)
     best: Trial | None = None
+    if faster_only and "int8" in tried and reference_s > INT8_SEARCH_MAX_FLOAT32_SECONDS:
+        print(f"bivec: int8 not tried: its search would take about {5 * reference_s:.0f} s on this model "
+              "(dtype='int8' runs it)", file=sys.stderr)
+        tried = [name for name in tried if name != "int8"]
     for i, name in enumerate(tried):
         if i:
             encoder = build(torch.float32)  # the previous trial left the weights rounded
@@ -211,7 +218,7 @@ def choose(build: Callable[..., Encoder], device: torch.device, tried: list[str]
                 break
     if best is not None:
         choice.dtype = best.dtype
-    if best is None or best is not choice.trials[-1]:
+    if choice.trials and (best is None or best is not choice.trials[-1]):  # the encoder holds the last trial's weights
         encoder = build(best.dtype if best else torch.float32, float_layers=best.float_layers if best else None)
     return encoder, choice
 
