@@ -49,7 +49,11 @@ def test_the_export_and_the_verdict_are_made_once(tiny_model_dir, monkeypatch, c
     def no_second_export(*args):
         raise AssertionError("exported again")
 
+    def no_second_hash(*args):
+        raise AssertionError("the weights were read again")
+
     monkeypatch.setattr(onnx, "_export", no_second_export)
+    monkeypatch.setattr(onnx, "weights_hash", no_second_hash)
     again = Encoder.from_pretrained(tiny_model_dir, backend="onnx")
     assert again.backend_choice.cached and again.backend_choice.backend == "onnx"
     assert "checking backend" not in capsys.readouterr().err
@@ -58,8 +62,8 @@ def test_the_export_and_the_verdict_are_made_once(tiny_model_dir, monkeypatch, c
 def test_a_backend_that_fails_its_check_leaves_torch(tiny_model_dir, torch_vectors, monkeypatch, capsys):
     real = backends.build_forward
 
-    def off_by_a_little(name, encoder):
-        forward = real(name, encoder)
+    def off_by_a_little(name, encoder, digest=None):
+        forward = real(name, encoder, digest)
 
         def perturbed(ids, mask):
             hidden = forward(ids, mask)

@@ -68,6 +68,7 @@ class BackendChoice:
     machine: str
     trials: list[BackendTrial] = field(default_factory=list)
     cached: bool = False
+    weights_hash: str = ""  # of the exported model: a cached verdict finds its export without reading the weights
 
     def describe(self) -> str:
         parts = []
@@ -85,14 +86,15 @@ def check_backend_name(name: str) -> str:
     return name.lower()
 
 
-def build_forward(name: str, encoder: Encoder) -> Forward:
-    """The exported model of ``encoder`` (float32, on the CPU) run by backend ``name``; raises
-    :class:`BackendUnavailable` when the engine is missing or cannot run the model."""
+def build_forward(name: str, encoder: Encoder, digest: str | None = None) -> Forward:
+    """The exported model of ``encoder`` (float32, on the CPU; ``digest``: its weights' hash, if
+    known) run by backend ``name``; raises :class:`BackendUnavailable` when the engine is missing or
+    cannot run the model."""
     from bivec.backends import onnx
 
     if encoder.device.type != "cpu":
         raise BackendUnavailable(f"backend {name!r} runs on the CPU; the model is on {encoder.device}")
-    path = onnx.exported_model(encoder.model, int8=name == "onnx-int8")
+    path = onnx.exported_model(encoder.model, int8=name == "onnx-int8", digest=digest)
     if name == "openvino":
         from bivec.backends.openvino import openvino_forward
 
@@ -134,10 +136,10 @@ def judge_states(reference: list[np.ndarray], candidate: list[np.ndarray], pairs
 
 
 def trial(encoder: Encoder, name: str, texts: list[str], pairs, reference: list[np.ndarray],
-          torch_seconds: float) -> tuple[BackendTrial, Forward | None]:
+          torch_seconds: float, digest: str | None = None) -> tuple[BackendTrial, Forward | None]:
     """Build backend ``name`` and check it; the trial and the forward (None when it failed)."""
     try:
-        forward = build_forward(name, encoder)
+        forward = build_forward(name, encoder, digest)
         states, seconds = token_states(encoder, texts, forward)
     except BackendUnavailable as exc:
         return BackendTrial(name, False, float("nan"), 0.0, torch_seconds, str(exc)), None
@@ -162,7 +164,7 @@ def attach(encoder: Encoder, name: str, key: str) -> BackendChoice:
                   f"({cached.describe()})", file=sys.stderr)
         if chosen != "torch":
             try:
-                encoder.backend_forward = build_forward(chosen, encoder)
+                encoder.backend_forward = build_forward(chosen, encoder, cached.weights_hash or None)
             except BackendUnavailable as exc:
                 print(f"bivec: backend {chosen} unavailable ({exc}); using torch", file=sys.stderr)
                 cached.backend = "torch"
@@ -172,10 +174,12 @@ def attach(encoder: Encoder, name: str, key: str) -> BackendChoice:
     print(f"bivec: checking backend {', '.join(names)} against torch float32 (once per model)", file=sys.stderr)
     texts, pairs = precision.calibration_set()
     reference, torch_seconds = token_states(encoder, texts, None)
-    choice = BackendChoice("torch", precision.machine_description(encoder.device))
+    from bivec.backends.onnx import weights_hash
+
+    choice = BackendChoice("torch", precision.machine_description(encoder.device), weights_hash=weights_hash(encoder.model))
     best: tuple[float, Forward] | None = None
     for candidate in names:
-        result, forward = trial(encoder, candidate, texts, pairs, reference, torch_seconds)
+        result, forward = trial(encoder, candidate, texts, pairs, reference, torch_seconds, choice.weights_hash)
         choice.trials.append(result)
         faster = name != "auto" or result.seconds < torch_seconds
         if forward is not None and faster and (best is None or result.seconds < best[0]):
@@ -194,7 +198,8 @@ def _load(key: str) -> BackendChoice | None:
     entry = precision.read_verdict(_CACHE_FILE, key)
     if entry is None:
         return None
-    return BackendChoice(entry["backend"], entry["machine"], [BackendTrial(**t) for t in entry["trials"]], cached=True)
+    return BackendChoice(entry["backend"], entry["machine"], [BackendTrial(**t) for t in entry["trials"]], cached=True,
+                         weights_hash=entry.get("weights_hash", ""))
 
 
 def _store(key: str, choice: BackendChoice) -> None:

@@ -41,14 +41,15 @@ def weights_hash(model: nn.Module) -> str:
     return digest.hexdigest()[:24]
 
 
-def exported_model(model: nn.Module, *, int8: bool = False) -> Path:
+def exported_model(model: nn.Module, *, int8: bool = False, digest: str | None = None) -> Path:
     """The ONNX file of ``model`` (float32, or with int8 weights), exported on first use into
-    ``<cache>/onnx/<weights hash>/``."""
+    ``<cache>/onnx/<weights hash>/``; ``digest`` is :func:`weights_hash` of ``model`` when the
+    caller already knows it (reading every weight costs a minute on a 7B model)."""
     from bivec.runtime import cache_dir
 
     if next(model.parameters()).dtype != torch.float32:
         raise BackendUnavailable("the ONNX export needs the model in float32 (load it with dtype='float32')")
-    folder = cache_dir() / "onnx" / weights_hash(model)
+    folder = cache_dir() / "onnx" / (digest or weights_hash(model))
     path = folder / "model.onnx"
     if not path.is_file():
         _export(model, folder)
