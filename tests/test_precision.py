@@ -209,6 +209,19 @@ def test_auto_leaves_int8_to_an_explicit_request_when_its_search_would_be_long(t
     assert "int8 not tried: its search would take about 300 s on this model (dtype='int8' runs it)" in capsys.readouterr().err
 
 
+def test_smoothing_maxima_are_measured_once_per_model(tiny_model_dir, monkeypatch):
+    from bivec import int8
+
+    first = Encoder.from_pretrained(tiny_model_dir, dtype="float32", max_length=48)
+    precision.prepare_int8(first)
+    monkeypatch.setattr(int8, "activation_maxima", lambda *a: pytest.fail("maxima measured again"))
+    second = Encoder.from_pretrained(tiny_model_dir, dtype="float32", max_length=48)
+    precision.prepare_int8(second)
+    assert all(torch.equal(a, b) for a, b in zip(_weights(first).values(), _weights(second).values()))
+    assert not torch.equal(_weights(second)["layers.0.input_layernorm.weight"],
+                           _weights(Encoder.from_pretrained(tiny_model_dir, dtype="float32"))["layers.0.input_layernorm.weight"])
+
+
 def test_real_int8_check_on_a_tiny_model_stays_close_to_float32(tiny_model_dir):
     exact = Encoder.from_pretrained(tiny_model_dir, dtype="float32")
     int8 = Encoder.from_pretrained(tiny_model_dir, dtype="int8")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bivec.encoder import DEFAULT_BATCH_SIZE
+from bivec.precision import weights_digest
 from bivec.textio import atomic_write
 
 TASK_COLUMNS = {"pos": 1, "chunking": 2, "ner": 3}
@@ -129,18 +130,6 @@ def read_conll(path: str | Path) -> list[ConllSentence]:
 
 def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def weights_digest(encoder) -> str:
-    """A short hash of the model's config (attention mode and dtype included), a sample of every
-    weight tensor and the tokenizer's vocabulary size: it changes when the model does."""
-    digest = hashlib.sha256(encoder.model.config.get_text_config().to_json_string().encode())
-    digest.update(str(len(encoder.tokenizer)).encode())
-    with torch.no_grad():
-        for name, param in encoder.model.named_parameters():
-            digest.update(name.encode())
-            digest.update(param.detach().flatten()[:64].float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _align(encoder, sentence: ConllSentence, shift: bool, where: str) -> tuple[list[int], list[list[int]]]:
