@@ -166,9 +166,12 @@ def _linear_kinds(encoder: Encoder) -> list[list[str]]:
 
 
 def test_int8_keeps_the_fewest_leading_float32_layers_that_pass(tiny_model_dir, float_layers_used, monkeypatch):
-    monkeypatch.setattr(precision, "judge", lambda *a: _verdict(float_layers_used[-1] >= 1))
+    thresholds = []
+    monkeypatch.setattr(precision, "judge", lambda *a, **k: (thresholds.append(k.get("min_cosine")),
+                                                             _verdict(float_layers_used[-1] >= 1))[1])
     encoder = Encoder.from_pretrained(tiny_model_dir, dtype="int8", pooling="last")
     assert float_layers_used[:2] == [1, 0]  # bisection over the tiny model's 2 layers
+    assert thresholds == [precision.INT8_MIN_COSINE] * 2  # fitted on the calibration texts: a closer cosine
     assert encoder.precision.dtype == "int8" and encoder.precision.float_layers == 1
     assert _linear_kinds(encoder) == [["Linear"], ["Int8Linear"]]
     assert "int8 kept (1 leading layers in float32)" in encoder.precision.describe()
@@ -179,7 +182,7 @@ def test_int8_keeps_the_fewest_leading_float32_layers_that_pass(tiny_model_dir, 
 
 
 def test_int8_that_never_passes_falls_back_to_float32_and_says_so(tiny_model_dir, monkeypatch, capsys):
-    monkeypatch.setattr(precision, "judge", lambda *a: _verdict(False))
+    monkeypatch.setattr(precision, "judge", lambda *a, **k: _verdict(False))
     encoder = Encoder.from_pretrained(tiny_model_dir, dtype="int8", pooling="weighted_mean")
     assert encoder.precision.dtype == "float32" and _linear_kinds(encoder) == [["Linear"], ["Linear"]]
     err = capsys.readouterr().err
@@ -194,7 +197,7 @@ def test_auto_may_pick_int8_on_the_cpu(tiny_model_dir, monkeypatch):
     real = precision._timed_encode
     monkeypatch.setattr(precision, "_timed_encode", lambda encoder, texts: (
         real(encoder, texts)[0], 1.0 if "Int8Linear" in str(encoder.model) else 2.0))
-    monkeypatch.setattr(precision, "judge", lambda *a: _verdict(True))
+    monkeypatch.setattr(precision, "judge", lambda *a, **k: _verdict(True))
     encoder = Encoder.from_pretrained(tiny_model_dir, pooling="first")
     assert encoder.precision.dtype == "int8" and encoder.precision.float_layers == 0
     assert _linear_kinds(encoder) == [["Int8Linear"], ["Int8Linear"]]

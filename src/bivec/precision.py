@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 MIN_COSINE = 0.99
 MIN_SHARE = 0.99
 MAX_SPEARMAN_DROP = 0.3
+# int8 is fitted (SmoothQuant's maxima) and its float32 layer count chosen on the calibration texts
+# themselves, so it is held to a closer cosine there: on held-out STS sentences the layer count
+# that just passed at 0.99 (8 of 30 on the trained default) left 95.6% of texts at >= 0.99, the one
+# that passes at 0.995 (11) left 99.8%.
+INT8_MIN_COSINE = 0.995
 # auto's int8 search encodes the calibration set about five times; past this many seconds of
 # float32 calibration (a multi-billion-parameter model on a few cores) it waits for dtype="int8".
 INT8_SEARCH_MAX_FLOAT32_SECONDS = 20.0
@@ -136,7 +141,7 @@ class PrecisionChoice:
             if t.float_layers is not None:
                 verdict += f" ({t.float_layers} leading layers in float32)"
             parts.append(f"{t.dtype} {verdict}; min cosine {t.min_cosine:.4f}, {100 * t.share_close:.1f}% at >= "
-                         f"{MIN_COSINE}, Spearman {t.spearman:.2f} vs {t.spearman_float32:.2f}, "
+                         f"{INT8_MIN_COSINE if t.dtype == 'int8' else MIN_COSINE}, Spearman {t.spearman:.2f} vs {t.spearman_float32:.2f}, "
                          f"{t.float32_seconds / max(t.seconds, 1e-9):.2f}x float32 speed")
         tried = "; ".join(parts) if parts else "no faster dtype runs natively here"
         return f"{self.dtype} ({tried}){' [cached]' if self.cached else ''}"
@@ -162,14 +167,15 @@ def _spearman(vectors: np.ndarray, pairs: list[tuple[float, int, int]]) -> float
     return pair_correlations(gold, vectors[list(first)], vectors[list(second)])[0]
 
 
-def judge(reference: np.ndarray, candidate: np.ndarray, pairs: list[tuple[float, int, int]]) -> dict:
+def judge(reference: np.ndarray, candidate: np.ndarray, pairs: list[tuple[float, int, int]],
+          min_cosine: float = MIN_COSINE) -> dict:
     """Compare unit-normalised embeddings of the same texts under the accuracy rule."""
     cosines = np.sum(reference * candidate, axis=1)
-    share = float(np.mean(cosines >= MIN_COSINE))
+    share = float(np.mean(cosines >= min_cosine))
     spearman, spearman_ref = _spearman(candidate, pairs), _spearman(reference, pairs)
     reasons = []
     if share < MIN_SHARE:
-        reasons.append(f"{100 * share:.1f}% of texts at cosine >= {MIN_COSINE}, needs {100 * MIN_SHARE:.0f}%")
+        reasons.append(f"{100 * share:.1f}% of texts at cosine >= {min_cosine}, needs {100 * MIN_SHARE:.0f}%")
     if spearman < spearman_ref - MAX_SPEARMAN_DROP:
         reasons.append(f"Spearman {spearman:.2f} is more than {MAX_SPEARMAN_DROP} below float32's {spearman_ref:.2f}")
     return {"passed": not reasons, "min_cosine": float(cosines.min()), "share_close": share,
@@ -269,8 +275,9 @@ def _write_maxima(path: Path, maxima: list[dict[str, torch.Tensor]]) -> None:
 
 def int8_float_layers(encoder: Encoder, texts: list[str], pairs, reference: np.ndarray, reference_s: float) -> Trial:
     """Put the float32 ``encoder`` in int8 with the fewest leading layers in float32 that pass the
-    accuracy rule, found by bisection (the more layers in float32, the closer to float32); the
-    trial of that number, or of the last that failed when only all-float32 passes."""
+    accuracy rule (at cosine :data:`INT8_MIN_COSINE`), found by bisection (the more layers in
+    float32, the closer to float32); the trial of that number, or of the last that failed when only
+    all-float32 passes."""
     plan = prepare_int8(encoder)
     low, high = 0, len(plan.slots)
     kept: Trial | None = None
@@ -280,7 +287,7 @@ def int8_float_layers(encoder: Encoder, texts: list[str], pairs, reference: np.n
         plan.use(middle)
         vectors, seconds = _timed_encode(encoder, texts)
         trial = Trial(dtype="int8", seconds=seconds, float32_seconds=reference_s, float_layers=middle,
-                      **judge(reference, vectors, pairs))
+                      **judge(reference, vectors, pairs, min_cosine=INT8_MIN_COSINE))
         if trial.passed:
             high, kept = middle, trial
         else:
