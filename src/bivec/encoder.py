@@ -230,9 +230,7 @@ class Encoder:
             encoder = cls(model, tokenizer, pooling=pooling, max_length=settings.max_length, chat_template=chat_template,
                           prompts=settings.prompts)
             if int8:
-                plan = precision.prepare_int8(encoder)
-                plan.use(float_layers)
-                plan.release()
+                precision.prepare_int8(encoder).keep(float_layers)
             return encoder
 
         if dtype in ("auto", "int8"):

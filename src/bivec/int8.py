@@ -82,12 +82,12 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 
 class Int8Plan:
     """Every decoder layer's linear layers in float32 and in int8, so that the number of leading
-    layers kept in float32 can be changed without reloading: :meth:`use` sets it, :meth:`release`
-    drops the copies no longer used.
+    layers kept in float32 can be changed without reloading: :meth:`use` sets it, :meth:`keep`
+    sets it for good and drops the copies no longer used.
 
     Example:
         >>> plan = Int8Plan(model)  # doctest: +SKIP
-        >>> plan.use(float_layers=10); plan.release()  # doctest: +SKIP
+        >>> plan.keep(float_layers=10)  # doctest: +SKIP
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -110,7 +110,8 @@ class Int8Plan:
                 setattr(parent, child, linear if i < float_layers else int8)
         self.float_layers = float_layers
 
-    def release(self) -> None:
+    def keep(self, float_layers: int) -> None:
+        self.use(float_layers)
         self.slots = []
         # The float weights left are views of the memory-mapped checkpoint, which reference cycles
         # from loading also hold: while mapped, the file pages read for quantising stay resident.
@@ -122,9 +123,7 @@ class Int8Plan:
 def quantize_int8(model: nn.Module, float_layers: int = 0) -> nn.Module:
     """Replace the linear layers of every decoder layer after the first ``float_layers`` by
     :class:`Int8Linear`, in place (embeddings and norms stay float32); CPU only."""
-    plan = Int8Plan(model)
-    plan.use(float_layers)
-    plan.release()
+    Int8Plan(model).keep(float_layers)
     return model
 
 

@@ -238,8 +238,8 @@ def prepare_int8(encoder: Encoder) -> Int8Plan:
     from bivec.int8 import Int8Plan, activation_maxima, smooth, smoothable
 
     if smoothable(encoder.model):
-        key = hashlib.sha256(json.dumps(["maxima-v1", weights_digest(encoder), encoder.max_length]).encode())
-        path = _verdict_dir() / "int8" / f"{key.hexdigest()[:24]}.safetensors"
+        key = cache_key({"maxima": 1, "model": weights_digest(encoder), "max_length": encoder.max_length})
+        path = _verdict_dir() / "int8" / f"{key}.safetensors"
         maxima = _read_maxima(path)
         if maxima is None:
             texts, _ = calibration_set()
@@ -293,8 +293,7 @@ def int8_float_layers(encoder: Encoder, texts: list[str], pairs, reference: np.n
         else:
             low, failed = middle + 1, trial
     layers = len(plan.slots)
-    plan.use(high)
-    plan.release()
+    plan.keep(high)
     if kept is None and failed is not None:
         failed.reason += f", even with {failed.float_layers} of {layers} layers in float32"
     return kept or failed
