@@ -76,27 +76,29 @@ def _recipe_folder() -> Path:
     return shipped
 
 
+def _cost(log: dict) -> dict:
+    """What a row records of a stage's training log."""
+    return {k: log[k] for k in ("wall_s", "tokens_per_s", "steps")}
+
+
 def _stages(folder: Path) -> dict:
-    """Wall time, tokens/s and steps of each training stage under a recipe folder, from its results."""
-    stages = json.loads((folder / "results.json").read_text())["stages"]
-    return {name: {k: log[k] for k in ("wall_s", "tokens_per_s", "steps")} for name, log in stages.items()}
+    """The cost of each training stage under a recipe folder, from its results."""
+    return {name: _cost(log) for name, log in json.loads((folder / "results.json").read_text())["stages"].items()}
 
 
 def _supervised(out: Path) -> tuple[Path, dict]:
-    """Bi+MNTP+supervised: a supervised stage on the recipe's MNTP stage (resumed when killed)."""
+    """Bi+MNTP+supervised: a supervised stage on the recipe's MNTP stage (kept when finished with these
+    settings, refused when finished with others, resumed when killed)."""
     from dataclasses import replace
 
     from bivec.training import SupervisedConfig, train_supervised
-    from bivec.training.recipe import stage_settings
+    from bivec.training.recipe import finished_stage, stage_settings
 
     recipe = _recipe_folder()
     config = replace(stage_settings(SupervisedConfig, SUPERVISED, "--supervised"), data=[TRIPLETS],
                      adapters=[recipe / "mntp"], output_dir=out, model="bivec/default-base", resume=True)
-    log_file = out / "training_log.json"
-    log = json.loads(log_file.read_text()) if log_file.is_file() else train_supervised(config)
-    stages = {"mntp": _stages(recipe)["mntp"],
-              "supervised": {k: log[k] for k in ("wall_s", "tokens_per_s", "steps")}}
-    return out, stages
+    log = finished_stage(config) or train_supervised(config)
+    return out, {"mntp": _stages(recipe)["mntp"], "supervised": _cost(log)}
 
 
 def model_for(row: str, work: Path) -> tuple[str, dict, dict]:

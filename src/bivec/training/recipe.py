@@ -97,7 +97,7 @@ class LLM2VecConfig:
             config.validate()
 
 
-def _finished(config: TrainConfig) -> dict | None:
+def finished_stage(config: TrainConfig) -> dict | None:
     """The training log of a stage that already finished with these settings; a finished stage
     made with other settings is an error naming the setting."""
     from bivec.training.stages import TRAINING_ARGS
@@ -147,7 +147,7 @@ def train_llm2vec(config: LLM2VecConfig) -> dict[str, Any]:
     results: dict[str, Any] = {"command": config.command, "stages": {}, "scores": {}}
     stages = config.stages()
     for number, (name, stage) in enumerate(stages, 1):
-        log = _finished(stage)
+        log = finished_stage(stage)
         print(f"bivec llm2vec: stage {number}/{len(stages)} {name}"
               + (" already finished, kept" if log else f" ({stage.steps} steps)"), file=sys.stderr, flush=True)
         log = log or train[name](stage)
