@@ -13,7 +13,7 @@ folder when ``python scripts/default_encoder.py`` made one here, else from the p
 stage settings. A row is recorded, with the command that made it and the CPU, in
 ``benchmarks/results/ablation.json`` as soon as it is done, and a later run skips recorded rows, so
 the table can be completed over several runs on 2 cores (the supervised row took 17 minutes of
-training on a 2-core EPYC; a SimCSE row trains 300 steps, about 80 minutes on a 2-core Xeon).
+training on a 2-core EPYC; a SimCSE row trains 300 steps, 51 minutes on that EPYC).
 
 Usage: python benchmarks/llm2vec_ablation.py [--rows causal,bi,...] [--redo] [--probe-sentences 1000,500]
 A test tag the probe did not see in training counts as an error (allow_unseen_tags).
