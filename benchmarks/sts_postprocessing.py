@@ -34,8 +34,10 @@ def transforms(fit: np.ndarray) -> dict[str, Callable[[np.ndarray], np.ndarray]]
     for d in (1, 2, 5, 10):
         top = directions[:, :d]
         out[f"all-but-the-top {d}"] = lambda v, top=top: (v - mean) - (v - mean) @ top @ top.T
-    for k in (fit.shape[1], 384, 256, 128, 64):
-        if k <= fit.shape[1]:
+    # Fewer fit rows than dimensions leave zero variances past the covariance's rank: whiten within it.
+    rank = min(fit.shape[1], len(fit) - 1)
+    for k in dict.fromkeys((rank, 384, 256, 128, 64)):
+        if k <= rank:
             project = directions[:, :k] / np.sqrt(variances[:k])
             out[f"whitened to {k}"] = lambda v, project=project: (v - mean) @ project
     return out
