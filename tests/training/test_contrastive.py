@@ -62,6 +62,24 @@ def test_chunked_gradients_equal_unchunked(make_contrastive_setup):
         assert torch.allclose(full[name], chunked[name], atol=1e-6, rtol=1e-4), name
 
 
+def test_chunked_gradients_replay_each_chunks_dropout(make_contrastive_setup):
+    # SimCSE's positives differ from their queries only by dropout, so the backward pass of each
+    # chunk must see the dropout masks its cached embedding was computed with.
+    model, encoder, queries, docs = make_contrastive_setup(dropout=0.3)
+    torch.manual_seed(0)
+    loss_chunked, chunked = _grads(model, encoder, queries, docs, chunk=1)
+    model.zero_grad()
+    embedder = Embedder(model).train()
+    torch.manual_seed(0)
+    reps = [embedder(*encoder.collate([item])) for item in (*queries, *docs)]
+    loss = info_nce(torch.cat(reps[: len(queries)]), torch.cat(reps[len(queries) :]))
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(loss_chunked, rel=1e-5)
+    assert len(chunked) > 10
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, chunked[name], atol=1e-6, rtol=1e-4), name
+
+
 def test_unchunked_step_equals_plain_backward(make_contrastive_setup):
     model, encoder, queries, docs = make_contrastive_setup()
     loss_step, grads = _grads(model, encoder, queries, docs, chunk=8)
