@@ -16,6 +16,9 @@ the table can be completed over several runs on 2 cores (the supervised row took
 training on a 2-core EPYC; a SimCSE row trains 300 steps, 51 minutes on that EPYC).
 
 Usage: python benchmarks/llm2vec_ablation.py [--rows causal,bi,...] [--redo] [--probe-sentences 1000,500]
+       [--seed N]
+``--seed`` other than the recipe's 42 trains the SimCSE rows again with that seed (Bi+MNTP+SimCSE as a
+whole recipe) and records them as ``ROW@seedN``, to see how far one row's runs spread.
 A test tag the probe did not see in training counts as an error (allow_unseen_tags).
 """
 
@@ -47,6 +50,8 @@ ROWS = {
     "bi+mntp+supervised": "Bi+MNTP+supervised",
 }
 RECIPE_FOLDER = ROOT / "results" / "default-encoder"
+RECIPE_SEED = 42
+SEEDED = ("bi+simcse", "causal+simcse", "bi+mntp+simcse")
 TRIPLETS = SHARED_DATA / "nli" / "sick_train_triplets.jsonl"
 # Supervised on the 1,299 SICK triplets: the paper's 1000 steps of 512 rows see its data about a
 # third of a time; here 100 steps of 64 rows see these five times (about 20 minutes on 2 cores).
@@ -101,8 +106,12 @@ def _supervised(out: Path) -> tuple[Path, dict]:
     return out, {"mntp": _stages(recipe)["mntp"], "supervised": _cost(log)}
 
 
-def model_for(row: str, work: Path) -> tuple[str, dict, dict]:
+def model_for(row: str, work: Path, seed: int = RECIPE_SEED) -> tuple[str, dict, dict]:
     """(model folder or name, Encoder.from_pretrained options, training logs) of a row, training it if needed."""
+    if seed != RECIPE_SEED:
+        extra = [] if row == "bi+mntp+simcse" else ["--no-mntp", *(["--causal"] if row == "causal+simcse" else [])]
+        folder = _recipe(work / row_key(row, seed), "--seed", str(seed), *extra)
+        return str(folder), {}, _stages(folder)
     if row in ("causal", "bi"):
         return "bivec/default-base", {"bidirectional": row == "bi"}, {}
     if row in ("bi+mntp", "bi+mntp+simcse"):
@@ -140,21 +149,32 @@ def evaluate(model: str, options: dict, probe_sentences: tuple[int, int], retroa
             "eval_s": round(time.perf_counter() - start, 1), "sts_eval_s": round(sts_s, 1)}
 
 
+def row_key(row: str, seed: int) -> str:
+    """Where a row is recorded: its name, with ``@seedN`` for another seed than the recipe's."""
+    return row if seed == RECIPE_SEED else f"{row}@seed{seed}"
+
+
 def table(results: dict) -> None:
     columns = ["row", *STS, "average", *[f"{t} acc" for t in TASKS], "chunking F1", "ner F1", "training s", "tokens/s"]
     rows = []
     for key, label in ROWS.items():
         if key not in results["rows"]:
             rows.append([label, *["(not run)"] + [""] * (len(columns) - 2)])
-            continue
-        r = results["rows"][key]
-        stages = r["training"]
-        rows.append([label, *[f"{r['sts'][s]:.2f}" for s in STS], f"{r['average']:.2f}",
-                     *[f"{r['probes'][t]['accuracy']:.2f}" for t in TASKS],
-                     f"{r['probes']['chunking']['f1']:.2f}", f"{r['probes']['ner']['f1']:.2f}",
-                     " + ".join(f"{s['wall_s']:.0f}" for s in stages.values()) or "-",
-                     " / ".join(f"{s['tokens_per_s']:.0f}" for s in stages.values()) or "-"])
+        seeded = sorted((k for k in results["rows"] if k.startswith(key + "@seed")),
+                        key=lambda k: int(k.split("@seed")[1]))
+        for recorded in ([key] if key in results["rows"] else []) + seeded:
+            suffix = "" if recorded == key else f" (seed {recorded.split('@seed')[1]})"
+            rows.append(_table_row(results["rows"][recorded], label + suffix))
     print_table(columns, rows)
+
+
+def _table_row(r: dict, label: str) -> list[str]:
+    stages = r["training"]
+    return [label, *[f"{r['sts'][s]:.2f}" for s in STS], f"{r['average']:.2f}",
+            *[f"{r['probes'][t]['accuracy']:.2f}" for t in TASKS],
+            f"{r['probes']['chunking']['f1']:.2f}", f"{r['probes']['ner']['f1']:.2f}",
+            " + ".join(f"{s['wall_s']:.0f}" for s in stages.values()) or "-",
+            " / ".join(f"{s['tokens_per_s']:.0f}" for s in stages.values()) or "-"]
 
 
 def main() -> None:
@@ -164,28 +184,39 @@ def main() -> None:
     parser.add_argument("--probe-sentences", default="1000,500",
                         help="CoNLL-2003 sentences the probes train and test on (train,valid)")
     parser.add_argument("--work", type=Path, default=ROOT / "results" / "ablation", help="folder for the trained rows")
+    parser.add_argument("--seed", type=int, default=RECIPE_SEED,
+                        help=f"training seed; another than {RECIPE_SEED} trains the SimCSE rows again "
+                             f"({', '.join(SEEDED)})")
     args = parser.parse_args()
     wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in wanted if r not in ROWS]
     if unknown:
         parser.error(f"--rows: unknown {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    if args.seed != RECIPE_SEED:
+        if args.rows == parser.get_default("rows"):
+            wanted = list(SEEDED)
+        unseeded = [r for r in wanted if r not in SEEDED]
+        if unseeded:
+            parser.error(f"--seed {args.seed}: only the SimCSE rows are trained again with a seed, "
+                         f"not {', '.join(unseeded)}")
     probe = tuple(int(n) for n in args.probe_sentences.split(","))
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": {}}
     print(f"CPU: {cpu_description()}", flush=True)
     for row in wanted:
-        if row in results["rows"] and not args.redo:
-            print(f"{ROWS[row]}: recorded, kept", flush=True)
+        key = row_key(row, args.seed)
+        if key in results["rows"] and not args.redo:
+            print(f"{key}: recorded, kept", flush=True)
             continue
-        print(f"{ROWS[row]}: running", flush=True)
-        model, options, training = model_for(row, args.work)
+        print(f"{key}: running", flush=True)
+        model, options, training = model_for(row, args.work, args.seed)
         retroactive = "next_token" if "mntp" in row else "none"
         result = evaluate(model, options, probe, retroactive) | {"training": training, "cpu": cpu_description(),
-                                                     "probe_sentences": list(probe),
+                                                     "probe_sentences": list(probe), "seed": args.seed,
                                                      "command": " ".join(shlex.quote(a) for a in sys.argv)}
-        results["rows"][row] = result
+        results["rows"][key] = result
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-        print(f"{ROWS[row]}: average {result['average']:.2f}, recorded in {RESULTS}", flush=True)
+        print(f"{key}: average {result['average']:.2f}, recorded in {RESULTS}", flush=True)
     table(results)
 
 
