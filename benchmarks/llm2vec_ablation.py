@@ -107,14 +107,11 @@ def _supervised(out: Path) -> tuple[Path, dict]:
 
 
 def model_for(row: str, work: Path, seed: int = RECIPE_SEED) -> tuple[str, dict, dict]:
-    """(model folder or name, Encoder.from_pretrained options, training logs) of a row, training it if needed."""
-    if seed != RECIPE_SEED:
-        extra = [] if row == "bi+mntp+simcse" else ["--no-mntp", *(["--causal"] if row == "causal+simcse" else [])]
-        folder = _recipe(work / row_key(row, seed), "--seed", str(seed), *extra)
-        return str(folder), {}, _stages(folder)
+    """(model folder or name, Encoder.from_pretrained options, training logs) of a row, training it if needed;
+    with another seed than the recipe's, the SimCSE rows are trained here (Bi+MNTP+SimCSE as a whole recipe)."""
     if row in ("causal", "bi"):
         return "bivec/default-base", {"bidirectional": row == "bi"}, {}
-    if row in ("bi+mntp", "bi+mntp+simcse"):
+    if row in ("bi+mntp", "bi+mntp+simcse") and seed == RECIPE_SEED:
         recipe = _recipe_folder()
         stages = _stages(recipe)
         if row == "bi+mntp":
@@ -123,7 +120,8 @@ def model_for(row: str, work: Path, seed: int = RECIPE_SEED) -> tuple[str, dict,
     if row == "bi+mntp+supervised":
         folder, stages = _supervised(work / row)
         return str(folder), {}, stages
-    folder = _recipe(work / row, "--no-mntp", *(["--causal"] if row == "causal+simcse" else []))
+    flags = [] if row == "bi+mntp+simcse" else ["--no-mntp", *(["--causal"] if row == "causal+simcse" else [])]
+    folder = _recipe(work / row_key(row, seed), "--seed", str(seed), *flags)
     return str(folder), {}, _stages(folder)
 
 
@@ -160,11 +158,10 @@ def table(results: dict) -> None:
     for key, label in ROWS.items():
         if key not in results["rows"]:
             rows.append([label, *["(not run)"] + [""] * (len(columns) - 2)])
-        seeded = sorted((k for k in results["rows"] if k.startswith(key + "@seed")),
-                        key=lambda k: int(k.split("@seed")[1]))
-        for recorded in ([key] if key in results["rows"] else []) + seeded:
-            suffix = "" if recorded == key else f" (seed {recorded.split('@seed')[1]})"
-            rows.append(_table_row(results["rows"][recorded], label + suffix))
+        seeded = sorted((r for k, r in results["rows"].items() if k.startswith(key + "@seed")), key=lambda r: r["seed"])
+        for r in ([results["rows"][key]] if key in results["rows"] else []) + seeded:
+            seed = r.get("seed", RECIPE_SEED)
+            rows.append(_table_row(r, label if seed == RECIPE_SEED else f"{label} (seed {seed})"))
     print_table(columns, rows)
 
 
