@@ -87,6 +87,9 @@ def test_recipe_bad_inputs(tmp_path, tiny_lm_dir, corpus):
         (["--eval", str(tmp_path / "missing.tsv")], "evaluation file '"),
         (["--sentences", str(text), "--triplets", str(text)], "give sentences (SimCSE) or triplets (supervised), not both"),
         (["--mntp", "steps=0"], "steps must be positive, got 0"),
+        (["--no-mntp", "--mntp", "steps=2"], "mntp_stage (--mntp) settings given, but MNTP is skipped"),
+        (["--triplets", str(text), "--simcse", "steps=2"], "simcse_stage (--simcse) settings given, but triplets"),
+        (["--supervised", "steps=2"], "supervised_stage (--supervised) settings given, but supervised"),
     ]
     for extra, message in cases:
         result = runner.invoke(app, ["train", "llm2vec", str(text), "-m", str(tiny_lm_dir), "-o", str(tmp_path / "o"),

@@ -85,6 +85,15 @@ class LLM2VecConfig:
             raise ValueError("no training text given (data)")
         if self.sentences and self.triplets:
             raise ValueError("give sentences (SimCSE) or triplets (supervised), not both")
+        # Settings of a stage that does not run would otherwise be dropped without a word.
+        for name, option, stage, runs, why in (
+            ("mntp_stage", "--mntp", MNTPConfig, self.mntp, "MNTP is skipped (mntp=False, --no-mntp)"),
+            ("simcse_stage", "--simcse", SimCSEConfig, not self.triplets, "triplets replace SimCSE"),
+            ("supervised_stage", "--supervised", SupervisedConfig, bool(self.triplets),
+             "supervised training needs triplets"),
+        ):
+            if not runs and getattr(self, name) != stage():
+                raise ValueError(f"{name} ({option}) settings given, but {why}: they would be ignored")
         out = Path(self.output_dir)
         if out.exists() and not out.is_dir():
             raise ValueError(f"output_dir {str(out)!r} is a file; expected a folder")
