@@ -6,13 +6,12 @@ Bi+MNTP+supervised (SICK triplets: non-commercial, so a benchmark row, never shi
 Spearman x100 per STS file and their average, word-probe token accuracy (the paper's metric for
 all three tasks) and span F1 for chunking and NER, training wall time and tokens/s.
 
-Trained rows reuse the shipped recipe: its MNTP stage is Bi+MNTP, the whole encoder Bi+MNTP+SimCSE,
-and Bi+MNTP+supervised trains its supervised stage on that MNTP stage. They come from the recipe's
-folder when ``python scripts/default_encoder.py`` made one here, else from the package's copy of it
-(the same adapters in float16). Bi+SimCSE and causal+SimCSE are trained here with the recipe's
-stage settings. A row is recorded, with the command that made it and the CPU, in
-``benchmarks/results/ablation.json`` as soon as it is done, and a later run skips recorded rows, so
-the table can be completed over several runs on 2 cores (the supervised row took 17 minutes of
+Trained rows use the shipped recipe's stage settings (scripts/default_encoder.py), each in its own
+folder under ``--work``: Bi+MNTP+SimCSE is the whole recipe with bidirectional attention, its MNTP
+stage is Bi+MNTP, and Bi+MNTP+supervised trains its supervised stage on that MNTP stage;
+Bi+SimCSE and causal+SimCSE (what bivec ships) skip MNTP. A row is recorded, with the command that
+made it and the CPU, in ``benchmarks/results/ablation.json`` as soon as it is done, and a later run
+skips recorded rows, so the table can be completed over several runs on 2 cores (the supervised row took 17 minutes of
 training on a 2-core EPYC; a SimCSE row trains 300 steps, 51 minutes on that EPYC).
 
 Usage: python benchmarks/llm2vec_ablation.py [--rows causal,bi,...] [--redo] [--probe-sentences 1000,500]
@@ -36,7 +35,7 @@ from _common import SHARED_DATA, cpu_description, print_table
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "ablation.json"
 sys.path.insert(0, str(ROOT / "scripts"))
-from default_encoder import RECIPE  # noqa: E402  (the shipped recipe's stage settings)
+from default_encoder import RECIPE, SHIPPED, SIMCSE  # noqa: E402  (the recipe's stage settings)
 
 STS = ["sts12", "sts13", "sts14", "sick_trial"]
 TASKS = ["pos", "chunking", "ner"]
@@ -49,9 +48,10 @@ ROWS = {
     "bi+mntp+simcse": "Bi+MNTP+SimCSE",
     "bi+mntp+supervised": "Bi+MNTP+supervised",
 }
-RECIPE_FOLDER = ROOT / "results" / "default-encoder"
 RECIPE_SEED = 42
-SEEDED = ("bi+simcse", "causal+simcse", "bi+mntp+simcse")
+# The recipe flags of each SimCSE row, the rows --seed trains again; the MNTP and supervised rows
+# reuse Bi+MNTP+SimCSE's MNTP stage.
+SEEDED = {"bi+simcse": ["--no-mntp", *SIMCSE], "causal+simcse": SHIPPED, "bi+mntp+simcse": RECIPE}
 TRIPLETS = SHARED_DATA / "nli" / "sick_train_triplets.jsonl"
 # Supervised on the 1,299 SICK triplets: the paper's 1000 steps of 512 rows see its data about a
 # third of a time; here 100 steps of 64 rows see these five times (about 20 minutes on 2 cores).
@@ -59,26 +59,14 @@ SUPERVISED = ["steps=100", "batch_size=64", "chunk_size=32", "max_length=64", "l
               "warmup_steps=10", "lora_r=8", "save_steps=25"]
 
 
-def _recipe(out: Path, *extra: str) -> Path:
-    """Train a recipe folder with the shipped stage settings (skipped when already there)."""
+def _recipe(out: Path, *flags: str) -> Path:
+    """Train a recipe folder with these ``bivec train llm2vec`` flags (skipped when already there)."""
     from bivec.cli import app
 
     argv = ["train", "llm2vec", str(SHARED_DATA / "text" / "wikitext2_valid.txt"), "--model", "bivec/default-base",
-            "-o", str(out), *RECIPE, *extra]
+            "-o", str(out), *flags]
     app(argv, standalone_mode=False)
     return out
-
-
-def _recipe_folder() -> Path:
-    """The shipped recipe's folder: made here by scripts/default_encoder.py, else the package's copy."""
-    from bivec.models.default import shipped_encoder_dir
-
-    if (RECIPE_FOLDER / "results.json").is_file():
-        return RECIPE_FOLDER
-    shipped = shipped_encoder_dir()
-    if shipped is None:
-        sys.exit("no recipe folder and no shipped encoder: run python scripts/default_encoder.py first")
-    return shipped
 
 
 def _cost(log: dict) -> dict:
@@ -91,15 +79,14 @@ def _stages(folder: Path) -> dict:
     return {name: _cost(log) for name, log in json.loads((folder / "results.json").read_text())["stages"].items()}
 
 
-def _supervised(out: Path) -> tuple[Path, dict]:
-    """Bi+MNTP+supervised: a supervised stage on the recipe's MNTP stage (kept when finished with these
-    settings, refused when finished with others, resumed when killed)."""
+def _supervised(out: Path, recipe: Path) -> tuple[Path, dict]:
+    """Bi+MNTP+supervised: a supervised stage on the MNTP stage of the recipe folder ``recipe`` (kept
+    when finished with these settings, refused when finished with others, resumed when killed)."""
     from dataclasses import replace
 
     from bivec.training import SupervisedConfig, train_supervised
     from bivec.training.recipe import finished_stage, stage_settings
 
-    recipe = _recipe_folder()
     config = replace(stage_settings(SupervisedConfig, SUPERVISED, "--supervised"), data=[TRIPLETS],
                      adapters=[recipe / "mntp"], output_dir=out, model="bivec/default-base", resume=True)
     log = finished_stage(config) or train_supervised(config)
@@ -107,22 +94,17 @@ def _supervised(out: Path) -> tuple[Path, dict]:
 
 
 def model_for(row: str, work: Path, seed: int = RECIPE_SEED) -> tuple[str, dict, dict]:
-    """(model folder or name, Encoder.from_pretrained options, training logs) of a row, training it if needed;
-    with another seed than the recipe's, the SimCSE rows are trained here (Bi+MNTP+SimCSE as a whole recipe)."""
+    """(model folder or name, Encoder.from_pretrained options, training logs) of a row, training it if needed."""
     if row in ("causal", "bi"):
         return "bivec/default-base", {"bidirectional": row == "bi"}, {}
-    if row in ("bi+mntp", "bi+mntp+simcse") and seed == RECIPE_SEED:
-        recipe = _recipe_folder()
-        stages = _stages(recipe)
-        if row == "bi+mntp":
-            return str(recipe / "mntp"), {}, {"mntp": stages["mntp"]}
-        return str(recipe), {}, stages
-    if row == "bi+mntp+supervised":
-        folder, stages = _supervised(work / row)
-        return str(folder), {}, stages
-    flags = [] if row == "bi+mntp+simcse" else ["--no-mntp", *(["--causal"] if row == "causal+simcse" else [])]
-    folder = _recipe(work / row_key(row, seed), "--seed", str(seed), *flags)
-    return str(folder), {}, _stages(folder)
+    if row in SEEDED:
+        folder = _recipe(work / row_key(row, seed), "--seed", str(seed), *SEEDED[row])
+        return str(folder), {}, _stages(folder)
+    recipe = _recipe(work / "bi+mntp+simcse", "--seed", str(RECIPE_SEED), *RECIPE)
+    if row == "bi+mntp":
+        return str(recipe / "mntp"), {}, {"mntp": _stages(recipe)["mntp"]}
+    folder, stages = _supervised(work / row, recipe)
+    return str(folder), {}, stages
 
 
 def evaluate(model: str, options: dict, probe_sentences: tuple[int, int], retroactive: str) -> dict:
