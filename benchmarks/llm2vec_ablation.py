@@ -11,8 +11,9 @@ folder under ``--work``: Bi+MNTP+SimCSE is the whole recipe with bidirectional a
 stage is Bi+MNTP, and Bi+MNTP+supervised trains its supervised stage on that MNTP stage;
 Bi+SimCSE and causal+SimCSE (what bivec ships) skip MNTP. A row is recorded, with the command that
 made it and the CPU, in ``benchmarks/results/ablation.json`` as soon as it is done, and a later run
-skips recorded rows, so the table can be completed over several runs on 2 cores (the supervised row took 17 minutes of
-training on a 2-core EPYC; a SimCSE row trains 300 steps, 51 minutes on that EPYC).
+skips recorded rows, so the table can be completed over several runs on 2 cores (the supervised
+row took 17 minutes of training on a 2-core EPYC; a SimCSE row trains 300 steps, 51 minutes on that
+EPYC).
 
 Usage: python benchmarks/llm2vec_ablation.py [--rows causal,bi,...] [--redo] [--probe-sentences 1000,500]
        [--seed N]
