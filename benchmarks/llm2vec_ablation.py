@@ -60,12 +60,13 @@ SUPERVISED = ["steps=100", "batch_size=64", "chunk_size=32", "max_length=64", "l
               "warmup_steps=10", "lora_r=8", "save_steps=25"]
 
 
-def _recipe(out: Path, *flags: str) -> Path:
-    """Train a recipe folder with these ``bivec train llm2vec`` flags (skipped when already there)."""
+def _trained(row: str, work: Path, seed: int = RECIPE_SEED) -> Path:
+    """The recipe folder of a SimCSE row, trained with its flags and seed (skipped when already there)."""
     from bivec.cli import app
 
+    out = work / row_key(row, seed)
     argv = ["train", "llm2vec", str(SHARED_DATA / "text" / "wikitext2_valid.txt"), "--model", "bivec/default-base",
-            "-o", str(out), *flags]
+            "-o", str(out), "--seed", str(seed), *SEEDED[row]]
     app(argv, standalone_mode=False)
     return out
 
@@ -99,9 +100,9 @@ def model_for(row: str, work: Path, seed: int = RECIPE_SEED) -> tuple[str, dict,
     if row in ("causal", "bi"):
         return "bivec/default-base", {"bidirectional": row == "bi"}, {}
     if row in SEEDED:
-        folder = _recipe(work / row_key(row, seed), "--seed", str(seed), *SEEDED[row])
+        folder = _trained(row, work, seed)
         return str(folder), {}, _stages(folder)
-    recipe = _recipe(work / "bi+mntp+simcse", "--seed", str(RECIPE_SEED), *RECIPE)
+    recipe = _trained("bi+mntp+simcse", work)
     if row == "bi+mntp":
         return str(recipe / "mntp"), {}, {"mntp": _stages(recipe)["mntp"]}
     folder, stages = _supervised(work / row, recipe)

@@ -61,7 +61,7 @@ train_s = time.perf_counter() - t
 files = [D / f"sts/{n}.tsv" for n in (["sts12", "sts13", "sts14", "sick_trial"] if a.eval == "all" else a.eval.split(","))]
 res = evaluate_folder(out / "simcse", files)
 res.update(vars(a)); res["cpu"] = cpu_description(); res["train_s"] = round(train_s); res["final_loss"] = log.get("final_loss"); res["tokens_per_s"] = log.get("tokens_per_s")
-res["mntp"] = str(a.mntp)  # a Path, for JSON
-print(json.dumps(res), flush=True)
+line = json.dumps(res, default=str)  # default: --mntp's Path
+print(line, flush=True)
 with open(Path(__file__).resolve().parent / "results/simcse_recipe.jsonl", "a") as f:
-    f.write(json.dumps(res) + "\n")
+    f.write(line + "\n")

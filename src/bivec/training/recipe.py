@@ -86,14 +86,13 @@ class LLM2VecConfig:
         if self.sentences and self.triplets:
             raise ValueError("give sentences (SimCSE) or triplets (supervised), not both")
         # Settings of a stage that does not run would otherwise be dropped without a word.
-        for name, option, stage, runs, why in (
-            ("mntp_stage", "--mntp", MNTPConfig, self.mntp, "MNTP is skipped (mntp=False, --no-mntp)"),
-            ("simcse_stage", "--simcse", SimCSEConfig, not self.triplets, "triplets replace SimCSE"),
-            ("supervised_stage", "--supervised", SupervisedConfig, bool(self.triplets),
-             "supervised training needs triplets"),
-        ):
-            if not runs and getattr(self, name) != stage():
-                raise ValueError(f"{name} ({option}) settings given, but {why}: they would be ignored")
+        stages = self.stages()
+        ran = {name for name, _ in stages}
+        for name, why in (("mntp", "MNTP is skipped (mntp=False, --no-mntp)"), ("simcse", "triplets replace SimCSE"),
+                          ("supervised", "supervised training needs triplets")):
+            settings = getattr(self, f"{name}_stage")
+            if name not in ran and settings != type(settings)():
+                raise ValueError(f"{name}_stage (--{name}) settings given, but {why}: they would be ignored")
         out = Path(self.output_dir)
         if out.exists() and not out.is_dir():
             raise ValueError(f"output_dir {str(out)!r} is a file; expected a folder")
@@ -102,7 +101,7 @@ class LLM2VecConfig:
         for path in self.eval_files:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"evaluation file {str(path)!r} does not exist")
-        for _, config in self.stages():
+        for _, config in stages:
             config.validate()
 
 
