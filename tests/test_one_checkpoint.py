@@ -1,8 +1,10 @@
 """One checkpoint gives one vector for one text, whichever command loads it: a folder trained by
-``bivec train llm2vec`` (training length 8 tokens) through encode, serve, eval, convert and
-embed-corpus, on a text longer than the training length."""
+``bivec train llm2vec`` (training length 8 tokens; the paper's recipe, and causal SimCSE with
+weighted mean as bivec ships) through encode, serve, eval, convert and embed-corpus, on a text
+longer than the training length."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -21,22 +23,40 @@ runner = CliRunner()
 LONG = "a man plays a guitar and a woman plays the piano in the park and the dog runs on the mat today ."
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_lm_dir, tiny_sentences):
+MNTP = ["steps=2", "batch_size=2", "max_length=8", "learning_rate=1e-2"]
+SIMCSE = ["steps=2", "batch_size=4", "max_length=8", "learning_rate=1e-2"]
+# name: (LLM2VecConfig options, further SimCSE settings, the encoder's (pooling, causal))
+RECIPES = {
+    "bi+mntp+simcse": ({"mntp_stage": stage_settings(MNTPConfig, MNTP, "-")}, [], ("mean", False)),
+    # The shape of bivec's shipped default, over a tokenizer that adds no token around a text (as
+    # SmolLM2's): sentence-transformers' weighted mean matches bivec's only there.
+    "causal+simcse-wmean": ({"mntp": False, "bidirectional": False}, ["pooling=weighted_mean"], ("weighted_mean", True)),
+}
+
+
+@pytest.fixture(scope="module", params=list(RECIPES))
+def trained(request, tmp_path_factory, tiny_lm_dir, tiny_sentences):
     root = tmp_path_factory.mktemp("one-checkpoint")
     text = root / "text.txt"
     text.write_text("\n".join(tiny_sentences + [f"{a} {b}" for a, b in zip(tiny_sentences, tiny_sentences[1:])]) + "\n")
+    options, simcse, expected = RECIPES[request.param]
+    model = tiny_lm_dir
+    if "pooling=weighted_mean" in simcse:
+        model = root / "lm"
+        shutil.copytree(tiny_lm_dir, model)
+        tokenizer = json.loads((model / "tokenizer.json").read_text())
+        tokenizer["post_processor"] = None
+        (model / "tokenizer.json").write_text(json.dumps(tokenizer))
     out = root / "encoder"
-    train_llm2vec(LLM2VecConfig(
-        data=[text], output_dir=out, model=tiny_lm_dir, precision="fp32", progress=False,
-        mntp_stage=stage_settings(MNTPConfig, ["steps=2", "batch_size=2", "max_length=8", "learning_rate=1e-2"], "-"),
-        simcse_stage=stage_settings(SimCSEConfig, ["steps=2", "batch_size=4", "max_length=8", "learning_rate=1e-2"], "-")))
-    return out
+    train_llm2vec(LLM2VecConfig(data=[text], output_dir=out, model=model, precision="fp32", progress=False,
+                                simcse_stage=stage_settings(SimCSEConfig, SIMCSE + simcse, "-"), **options))
+    return out, expected
 
 
 def test_every_command_gives_the_same_vector(trained, tmp_path):
+    trained, (pooling, causal) = trained
     encoder = Encoder.from_pretrained(trained)
-    assert (encoder.pooling, encoder.max_length) == ("mean", 256)  # the tiny model's positions
+    assert (encoder.pooling, encoder.max_length) == (pooling, 256)  # the tiny model's positions
     assert len(encoder.tokenize([LONG])[0].input_ids) > 8, "the text must be longer than the training length"
     expected = encoder.encode([LONG])[0]
 
@@ -69,4 +89,4 @@ def test_every_command_gives_the_same_vector(trained, tmp_path):
     result = runner.invoke(app, ["eval", "sts", str(sts), "-m", str(trained), "-o", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
     settings = json.loads((tmp_path / "r.json").read_text())["settings"]
-    assert (settings["pooling"], settings["max_length"], settings["causal"]) == ("mean", 256, False)
+    assert (settings["pooling"], settings["max_length"], settings["causal"]) == (pooling, 256, causal)

@@ -97,7 +97,6 @@ def test_what_cannot_be_exported_is_refused(tmp_path, build_base):
         (Encoder.from_pretrained(base, pooling="weighted_mean"), "'weighted_mean' pooling has no exact"),
         (Encoder.from_pretrained(base, pooling="first"), "'first' pooling has no exact"),
         (Encoder.from_pretrained(base, chat_template=True), r"wraps every input in the chat template \(chat_template=True\)"),
-        (Encoder.from_pretrained(base, bidirectional=False), "the encoder is causal"),
         (Encoder.from_pretrained(base, max_length=2048), "max_length=2048 exceeds the model's 1024 positions"),
     ]
     for i, (encoder, message) in enumerate(cases):
@@ -133,15 +132,46 @@ def test_cli_convert_bad_input(tmp_path, build_base):
     assert result.exit_code == 0 and "Example: bivec convert sentence-transformers" in result.output
 
 
-def _prompted_base(build_base, root, chat_template, special_tokens=True):
+def _base_without_special_tokens(build_base, root, chat_template=False):
+    """A tiny base whose tokenizer adds no BOS around a text (as SmolLM2's adds none)."""
     base = build_base(root / "base", chat_template=chat_template)
-    if not special_tokens:  # a tokenizer that adds no BOS around a text
-        tokenizer = json.loads((base / "tokenizer.json").read_text())
-        tokenizer["post_processor"] = None
-        (base / "tokenizer.json").write_text(json.dumps(tokenizer))
+    tokenizer = json.loads((base / "tokenizer.json").read_text())
+    tokenizer["post_processor"] = None
+    (base / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return base
+
+
+def _prompted_base(build_base, root, chat_template, special_tokens=True):
+    base = (build_base(root / "base", chat_template=chat_template) if special_tokens
+            else _base_without_special_tokens(build_base, root, chat_template))
     (base / "bivec_config.json").write_text(json.dumps({"prompts": {"query": "retrieve similar sentence :",
                                                                     "document": ""}}))
     return base
+
+
+def test_causal_and_weighted_mean_encoders_export(tmp_path, build_base):
+    # bivec's shipped default is causal with weighted mean pooling, over a tokenizer that adds no token.
+    base = _base_without_special_tokens(build_base, tmp_path)
+    encoder = Encoder.from_pretrained(base, bidirectional=False, pooling="weighted_mean")
+    out = tmp_path / "st"
+    result = CliRunner().invoke(app, ["convert", "sentence-transformers", str(base), str(out), "--causal",
+                                      "--pooling", "weighted_mean"])
+    assert result.exit_code == 0, result.output
+    assert "(weighted_mean pooling, 32 dims)" in result.output and "sentence-transformers: causal, same" in result.output
+    model = SentenceTransformer(str(out))
+    assert [type(m).__name__ for m in model] == ["Transformer", "Pooling"] and model[-1].pooling_mode == "weightedmean"
+    assert json.loads((out / "config.json").read_text()).get("is_causal") is not False
+    _assert_same_vectors(model, encoder)
+    # Causal with mean pooling, where the tokenizer adds a BOS that WordWeights leaves out.
+    causal = Encoder.from_pretrained(build_base(tmp_path / "bos"), bidirectional=False)
+    _assert_same_vectors(SentenceTransformer(str(export_sentence_transformers(causal, tmp_path / "st-bos"))), causal)
+    # Weighted mean counts positions from a prompt's first token there: prompts stay out, saying why.
+    prompted = Encoder.from_pretrained(_prompted_base(build_base, tmp_path / "prompted", chat_template=False,
+                                                      special_tokens=False), pooling="weighted_mean")
+    from bivec.export.sentence_transformers import prompt_export_problem
+
+    assert "sentence-transformers' weighted mean" in prompt_export_problem(prompted)
+    assert not SentenceTransformer(str(export_sentence_transformers(prompted, tmp_path / "st-p"))).prompts.get("query")
 
 
 def test_prompts_survive_the_export_as_prefixes_left_out_of_pooling(tmp_path, build_base):

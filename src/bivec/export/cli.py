@@ -42,6 +42,7 @@ def sentence_transformers(
     """Write a sentence-transformers model that embeds plain texts exactly as bivec does."""
     from tqdm.auto import tqdm
 
+    from bivec.attention import is_bidirectional
     from bivec.encoder import Encoder
     from bivec.export.sentence_transformers import export_sentence_transformers, prompt_export_problem, verify_export
 
@@ -62,7 +63,8 @@ def sentence_transformers(
         fail(exc)
     finally:
         steps.close()
-    checked = "; reloaded with sentence-transformers: bidirectional, same vectors" if verify else ""
+    attention = "bidirectional" if is_bidirectional(encoder.model) else "causal"
+    checked = f"; reloaded with sentence-transformers: {attention}, same vectors" if verify else ""
     if (problem := prompt_export_problem(encoder)) is not None:
         typer.echo(f"note: {problem}", err=True)
     typer.echo(f"wrote a sentence-transformers model ({encoder.pooling} pooling, {encoder.dim} dims) to {out}{checked}")
@@ -73,19 +75,21 @@ def merged(
     model: Annotated[str, typer.Argument(help="Model or encoder folder (adapters are merged), or published LLM2Vec name.")],
     out: Annotated[Path, typer.Argument(help="New folder for the merged model.")],
     adapter: AdapterOption = None,
+    causal: CausalOption = False,
     pooling: PoolingOption = None,
     max_length: MaxLengthOption = None,
     dtype: Annotated[str | None, typer.Option(help="Saved dtype: float32, bfloat16 or float16.")] = None,
     allow_pickle: AllowPickleOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
-    """Write one Hugging Face folder with every adapter merged and is_causal false, which plain
-    transformers (and runtimes that follow it) load as bivec does; checked before it succeeds."""
+    """Write one Hugging Face folder with every adapter merged (and is_causal false for a bidirectional
+    encoder), which plain transformers (and runtimes that follow it) load as bivec does; checked before
+    it succeeds."""
     from bivec.export.merged import MergedExportError, export_merged
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         fail(f"{out}: exists and is not an empty folder; choose a new one")
-    options = load_options(model, adapter, False, pooling, max_length, dtype, False, allow_pickle, trust_remote_code)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code)
     encoder = options.load()
     try:
         export_merged(encoder, out)

@@ -1,8 +1,9 @@
 """Export an :class:`~bivec.Encoder` as one merged Hugging Face folder that other runtimes read.
 
 Every adapter is already merged into the encoder's weights when it loads; the folder holds them
-with ``is_causal: false`` in ``config.json`` (which transformers 5 reads: a plain
-``AutoModel.from_pretrained(out)`` attends bidirectionally), the tokenizer, and
+with ``is_causal: false`` in ``config.json`` for a bidirectional encoder (which transformers 5 reads:
+a plain ``AutoModel.from_pretrained(out)`` attends bidirectionally; a causal encoder keeps its
+model's causal config), the tokenizer, and
 ``bivec_config.json`` with the encoder settings and prompts. Before the export counts as done, the
 folder is reloaded with plain transformers (no bivec code on that path) and its token states are
 compared with bivec's; only then is it moved into place.
@@ -36,8 +37,6 @@ def export_merged(encoder: Encoder, out: str | Path, *, atol: float = 1e-4) -> P
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MergedExportError(f"output {str(out)!r} exists and is not an empty folder; choose a new one")
-    if not is_bidirectional(encoder.model):
-        raise MergedExportError("the encoder is causal; a merged export is for bidirectional encoders")
     if encoder.padding_side != "right":
         raise MergedExportError("a merged export needs right padding: plain transformers passes no position ids")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +45,8 @@ def export_merged(encoder: Encoder, out: str | Path, *, atol: float = 1e-4) -> P
     try:
         encoder.model.save_pretrained(tmp)
         encoder.tokenizer.save_pretrained(tmp)
-        write_bivec_config(tmp, EncoderSettings(encoder.pooling, encoder.max_length, True, encoder.prompts or None))
+        write_bivec_config(tmp, EncoderSettings(encoder.pooling, encoder.max_length, is_bidirectional(encoder.model),
+                                                   encoder.prompts or None))
         verify_merged(encoder, tmp, atol=atol)
         if out.exists():
             out.rmdir()

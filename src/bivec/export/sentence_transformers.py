@@ -5,7 +5,8 @@ loads it without ``trust_remote_code`` (sentence-transformers 6 refuses any othe
 without it) and without bivec installed:
 
 - ``Transformer``: the merged weights, with ``is_causal: false`` (and Gemma's
-  ``use_bidirectional_attention``) in ``config.json``. transformers >= 5.2 forwards
+  ``use_bidirectional_attention``) in ``config.json`` for a bidirectional encoder (a causal one,
+  such as bivec's shipped default, keeps its model's causal config). transformers >= 5.2 forwards
   ``config.is_causal`` to the attention functions on every forward call, so a plain load attends
   bidirectionally with SDPA even when a batch has no padding. This is version-dependent, so the
   export reloads the directory and proves it (:func:`~bivec.attention.check_bidirectional`)
@@ -13,8 +14,8 @@ without it) and without bivec installed:
   otherwise route texts through the tokenizer's chat template.
 - ``WordWeights``: weight 0 for the special tokens the tokenizer adds around a text (BOS, ...), 1
   for every other token, so mean pooling covers the text's tokens only, as bivec's pooling mask does.
-- ``Pooling`` (mean; or last/first token when the tokenizer adds nothing on that side), and
-  ``Normalize`` when asked.
+- ``Pooling`` (mean; weighted mean when the tokenizer adds no token; last/first token when it adds
+  nothing on that side), and ``Normalize`` when asked.
 
 Named prompts (``encoder.prompts``) are exported as sentence-transformers prompts with a
 ``Pooling(include_prompt=False)``, which is LLM2Vec's "instruction seen, not pooled", when bivec
@@ -33,7 +34,7 @@ from bivec.attention import check_bidirectional, is_bidirectional
 from bivec.encoder import Encoder
 
 # bivec pooling -> sentence-transformers Pooling mode, for the modes an export reproduces exactly.
-_POOLING = {"mean": "mean", "last": "lasttoken", "first": "cls"}
+_POOLING = {"mean": "mean", "weighted_mean": "weightedmean", "last": "lasttoken", "first": "cls"}
 _PROBE = [
     "A man is playing a guitar.",
     "The stock market fell sharply today, and investors sold their shares.",
@@ -63,10 +64,13 @@ def _pooling_mode(encoder: Encoder) -> tuple[str, list[int]]:
     tokens the tokenizer adds around a text."""
     prefix, suffix = _added_tokens(encoder)
     mode = _POOLING.get(encoder.pooling)
-    if mode is None or {"last": suffix, "first": prefix}.get(encoder.pooling):
+    # sentence-transformers counts weighted mean's positions from the first token it is given, and
+    # WordWeights does not renumber them: the tokens a tokenizer adds would shift every weight.
+    if mode is None or {"last": suffix, "first": prefix, "weighted_mean": prefix + suffix}.get(encoder.pooling):
         raise ExportError(
             f"{encoder.pooling!r} pooling has no exact sentence-transformers equivalent for this tokenizer; "
-            "export supports mean pooling, and last/first when the tokenizer adds no token on that side"
+            "export supports mean pooling, last/first when the tokenizer adds no token on that side, and "
+            "weighted_mean when it adds none"
         )
     return mode, sorted(set(prefix + suffix))
 
@@ -79,6 +83,10 @@ def prompt_export_problem(encoder: Encoder) -> str | None:
         return ("prompts not exported: bivec wraps an instructed input in the tokenizer's chat template (the "
                 "prompt inside a user turn, the text after it, the template's end after the text), while a "
                 "sentence-transformers prompt is a plain prefix; use bivec for instructed inputs")
+    if encoder.pooling == "weighted_mean":
+        return ("prompts not exported: sentence-transformers' weighted mean left out of pooling counts a text "
+                "token's position weight from the prompt's first token, bivec's from the text's; use bivec for "
+                "instructed inputs")
     if any(_added_tokens(encoder)):
         return ("prompts not exported: the tokenizer adds special tokens around each text, which bivec leaves out "
                 "of pooling with a WordWeights module, and sentence-transformers' mean pooling then counts the "
@@ -136,8 +144,6 @@ def export_sentence_transformers(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"output directory {str(out)!r} is not empty; choose a new directory")
-    if not is_bidirectional(encoder.model):
-        raise ExportError("the encoder is causal; export a bidirectional encoder (the point of bivec)")
     if encoder.chat_template:
         raise ExportError("the encoder wraps every input in the chat template (chat_template=True), which a "
                           "sentence-transformers Transformer module does not do for plain texts")
@@ -162,12 +168,14 @@ def export_sentence_transformers(
 
 def verify_export(encoder: Encoder, out: str | Path, *, normalize: bool = False, atol: float | None = None) -> None:
     """Reload ``out`` with plain sentence-transformers and check that its attention is bidirectional
-    and its vectors equal ``encoder``'s, for a padded batch and for one unpadded text."""
+    (when the encoder's is) and its vectors equal ``encoder``'s, for a padded batch and for one
+    unpadded text."""
     import torch
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(out), device=str(encoder.device))
-    check_bidirectional(model[0].auto_model)
+    if is_bidirectional(encoder.model):
+        check_bidirectional(model[0].auto_model)
     if atol is None:
         atol = 1e-4 if encoder.model.dtype == torch.float32 else 3e-2
     names = [None, *(name for name, prompt in _exported_prompts(encoder).items() if prompt)]
