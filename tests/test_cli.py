@@ -3,6 +3,7 @@ import socket
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from bivec.cli import app
@@ -36,6 +37,17 @@ def test_encode_bad_input(tiny_model_dir, tmp_path):
     assert result.exit_code == 2 and "inputs[0] has an empty text" in result.output
     result = runner.invoke(app, ["encode", "a dog", "-m", str(tiny_model_dir), "-o", str(tmp_path / "v.csv")])
     assert result.exit_code == 2 and "--output" in result.output and "unsupported format; use .npy, .parquet, .jsonl" in result.output
+
+
+def test_run_goes_on_after_a_command_that_succeeds_and_exits_after_one_that_fails(tiny_model_dir, tmp_path, capfd):
+    from bivec.cli import run
+
+    out = tmp_path / "v.npy"
+    assert run(["encode", "a dog runs", "-m", str(tiny_model_dir), "-o", str(out)]) is None
+    assert np.load(out).shape == (1, 32)
+    with pytest.raises(SystemExit) as exit_:
+        run(["encode", "a dog", "-m", str(tiny_model_dir), "--pooling", "max"])
+    assert exit_.value.code == 2 and "unknown pooling mode 'max'" in capfd.readouterr().err
 
 
 def test_info(tiny_model_dir):

@@ -212,3 +212,15 @@ app.add_typer(train_app, name="train")
 
 def main() -> None:
     app()
+
+
+def run(argv: list[str]) -> None:
+    """Run a bivec command from Python as the shell would, but raise ``SystemExit`` only when it
+    fails (the command has printed why), so a script goes on after a command that succeeded.
+
+    Example:
+        >>> run(["encode", "a text", "-o", "vectors.npy"])  # doctest: +SKIP
+    """
+    code = app(argv, standalone_mode=False)
+    if code:
+        raise SystemExit(code)
