@@ -1,6 +1,7 @@
 """``bivec train llm2vec``: the whole recipe into one folder that loads as it is."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -58,6 +59,22 @@ def test_recipe_trains_evaluates_and_writes_one_loadable_folder(tmp_path, tiny_l
                                   "fp32", *STAGES[:-2], "--simcse", "learning_rate=0.5"])
     assert changed.exit_code == 2
     assert "simcse was trained with learning_rate=0.01, this run has learning_rate=0.5" in changed.output
+
+    # A finished folder moved elsewhere (or copied to another machine) is still finished there.
+    moved = tmp_path / "elsewhere" / "encoder"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    again = runner.invoke(app, ["train", "llm2vec", str(text), "-m", str(tiny_lm_dir), "-o", str(moved), "--precision",
+                                "fp32", *STAGES])
+    assert again.exit_code == 0, again.output
+    assert "stage 1/2 mntp already finished, kept" in again.output
+    assert "stage 2/2 simcse already finished, kept" in again.output
+    assert not out.exists()
+    moved_text = tmp_path / "text-elsewhere.txt"
+    shutil.copy(text, moved_text)
+    changed = runner.invoke(app, ["train", "llm2vec", str(moved_text), "-m", str(tiny_lm_dir), "-o", str(moved),
+                                  "--precision", "fp32", *STAGES])
+    assert changed.exit_code == 2 and f"mntp was trained with data=['{text}']" in changed.output
 
 
 def test_recipe_resumes_a_stage_that_did_not_finish(tmp_path, tiny_lm_dir, corpus):

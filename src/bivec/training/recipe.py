@@ -118,11 +118,26 @@ def finished_stage(config: TrainConfig) -> dict | None:
     current["data"] = [str(d) for d in config.data]
     # A setting newer than the saved stage counts as its default there.
     defaults = json.loads(json.dumps(asdict(type(config)()), default=str))
+    # Paths inside the recipe folder (the stage's own folder, the MNTP stage under it, SimCSE's
+    # sentences) compare by their place in it, so a finished folder that was moved or copied is reused.
+    saved_root, current_root = str(Path(saved.get("output_dir", out)).parent), str(out.parent)
     for key in sorted(set(saved) | set(current)):
-        if key not in ("resume", "progress") and saved.get(key, defaults.get(key)) != current.get(key):
+        was, now = saved.get(key, defaults.get(key)), current.get(key)
+        if key in ("output_dir", "data", "adapters"):
+            was, now = _in_folder(was, saved_root), _in_folder(now, current_root)
+        if key not in ("resume", "progress") and was != now:
             raise ValueError(f"{out} was trained with {key}={saved.get(key)!r}, this run has {key}={current.get(key)!r}; "
                              "use the same settings to reuse it, or another output folder")
     return json.loads((out / "training_log.json").read_text(encoding="utf-8"))
+
+
+def _in_folder(value: Any, root: str) -> Any:
+    """``value`` (a path, or a list of them) with the paths under ``root`` written from it."""
+    if isinstance(value, list):
+        return [_in_folder(item, root) for item in value]
+    if isinstance(value, str) and Path(value).is_relative_to(root):
+        return "<recipe>/" + Path(value).relative_to(root).as_posix()
+    return value
 
 
 def _sentences_file(config: LLM2VecConfig) -> Path:
