@@ -30,7 +30,8 @@ RECIPES = {
     "bi+mntp+simcse": ({"mntp_stage": stage_settings(MNTPConfig, MNTP, "-")}, [], ("mean", False)),
     # The shape of bivec's shipped default, over a tokenizer that adds no token around a text (as
     # SmolLM2's): sentence-transformers' weighted mean matches bivec's only there.
-    "causal+simcse-wmean": ({"mntp": False, "bidirectional": False}, ["pooling=weighted_mean"], ("weighted_mean", True)),
+    "causal+simcse-wmean": ({"mntp": False, "bidirectional": False}, ["pooling=weighted_mean"],
+                            ("weighted_mean", True)),
 }
 
 

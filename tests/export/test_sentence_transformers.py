@@ -157,7 +157,8 @@ def test_causal_and_weighted_mean_encoders_export(tmp_path, build_base):
     result = CliRunner().invoke(app, ["convert", "sentence-transformers", str(base), str(out), "--causal",
                                       "--pooling", "weighted_mean"])
     assert result.exit_code == 0, result.output
-    assert "(weighted_mean pooling, 32 dims)" in result.output and "sentence-transformers: causal, same" in result.output
+    assert "(weighted_mean pooling, 32 dims)" in result.output
+    assert "sentence-transformers: causal, same" in result.output
     model = SentenceTransformer(str(out))
     assert [type(m).__name__ for m in model] == ["Transformer", "Pooling"] and model[-1].pooling_mode == "weightedmean"
     assert json.loads((out / "config.json").read_text()).get("is_causal") is not False

@@ -108,12 +108,16 @@ def test_the_shipped_encoder_is_the_default_and_beats_its_base_on_sick_trial(mod
     assert checkpoint.base == model_dir and checkpoint.adapters == (shipped / "simcse",)
     assert resolve_checkpoint("bivec/default-base").adapters == ()
     trained = Encoder.from_pretrained(dtype="float32")
-    # The shipped recipe is causal SimCSE (the ablation's best licence-clean row): its stored
-    # setting, not the library's bidirectional default, decides the attention.
+    # The shipped recipe is causal SimCSE with weighted mean pooling (the ablation's best
+    # licence-clean row): its stored settings, not the library's defaults (bidirectional, mean),
+    # decide the attention and the pooling.
     assert not is_bidirectional(trained.model)
+    assert trained.pooling == "weighted_mean"
     # ../shared beside the checkout, as in CI's fresh clone.
     sick = Path(__file__).resolve().parents[3] / "shared" / "data" / "sts" / "sick_trial.tsv"
-    bases = [evaluate_sts(Encoder.from_pretrained("bivec/default-base", dtype="float32", bidirectional=b),
-                          sick).spearman for b in (False, True)]
+    base_options = [{"bidirectional": True}, {"bidirectional": False},
+                    {"bidirectional": False, "pooling": "weighted_mean"}]
+    bases = [evaluate_sts(Encoder.from_pretrained("bivec/default-base", dtype="float32", **options), sick).spearman
+             for options in base_options]
     score = evaluate_sts(trained, sick).spearman
     assert score > max(bases) + 3, (score, bases)
