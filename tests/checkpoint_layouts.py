@@ -20,6 +20,14 @@ from bivec.models.loading import load_tokenizer
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+def drop_added_tokens(model_dir: Path) -> Path:
+    """Make the tokenizer in ``model_dir`` add no token (BOS, ...) around a text, as SmolLM2's adds none."""
+    tokenizer = json.loads((model_dir / "tokenizer.json").read_text())
+    tokenizer["post_processor"] = None
+    (model_dir / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return model_dir
+
+
 def build_adapter(
     base_dir: Path, out: Path, *, seed: int, base_name: str | None = None, modules_to_save: list[str] | None = None
 ) -> Path:

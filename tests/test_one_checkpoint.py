@@ -5,9 +5,11 @@ longer than the training length."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from checkpoint_layouts import drop_added_tokens
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -43,11 +45,7 @@ def trained(request, tmp_path_factory, tiny_lm_dir, tiny_sentences):
     options, simcse, expected = RECIPES[request.param]
     model = tiny_lm_dir
     if "pooling=weighted_mean" in simcse:
-        model = root / "lm"
-        shutil.copytree(tiny_lm_dir, model)
-        tokenizer = json.loads((model / "tokenizer.json").read_text())
-        tokenizer["post_processor"] = None
-        (model / "tokenizer.json").write_text(json.dumps(tokenizer))
+        model = drop_added_tokens(Path(shutil.copytree(tiny_lm_dir, root / "lm")))
     out = root / "encoder"
     train_llm2vec(LLM2VecConfig(data=[text], output_dir=out, model=model, precision="fp32", progress=False,
                                 simcse_stage=stage_settings(SimCSEConfig, SIMCSE + simcse, "-"), **options))

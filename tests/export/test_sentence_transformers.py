@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from checkpoint_layouts import build_adapter, build_mntp
+from checkpoint_layouts import build_adapter, build_mntp, drop_added_tokens
 from sentence_transformers import SentenceTransformer
 from typer.testing import CliRunner
 
@@ -134,11 +134,7 @@ def test_cli_convert_bad_input(tmp_path, build_base):
 
 def _base_without_special_tokens(build_base, root, chat_template=False):
     """A tiny base whose tokenizer adds no BOS around a text (as SmolLM2's adds none)."""
-    base = build_base(root / "base", chat_template=chat_template)
-    tokenizer = json.loads((base / "tokenizer.json").read_text())
-    tokenizer["post_processor"] = None
-    (base / "tokenizer.json").write_text(json.dumps(tokenizer))
-    return base
+    return drop_added_tokens(build_base(root / "base", chat_template=chat_template))
 
 
 def _prompted_base(build_base, root, chat_template, special_tokens=True):
