@@ -13,7 +13,8 @@ from bivec import Encoder
 from bivec.attention import is_bidirectional
 from bivec.cli import app
 from bivec.training.config import MNTPConfig, SimCSEConfig
-from bivec.training.recipe import LLM2VecConfig, stage_settings, train_llm2vec
+from bivec.models.default import DEFAULT_BASE
+from bivec.training.recipe import LLM2VecConfig, finished_stage, stage_settings, train_llm2vec
 from bivec.training.state import latest_checkpoint
 
 runner = CliRunner()
@@ -75,6 +76,33 @@ def test_recipe_trains_evaluates_and_writes_one_loadable_folder(tmp_path, tiny_l
     changed = runner.invoke(app, ["train", "llm2vec", str(moved_text), "-m", str(tiny_lm_dir), "-o", str(moved),
                                   "--precision", "fp32", *STAGES])
     assert changed.exit_code == 2 and f"mntp was trained with data=['{text}']" in changed.output
+
+
+def test_recipe_reuses_a_stage_trained_on_its_own(tmp_path, tiny_lm_dir, corpus, monkeypatch):
+    # `bivec train mntp` run from the data's folder records the relative path it was given; put
+    # where the recipe looks for its MNTP stage, it is the same stage as the recipe's.
+    text, _ = corpus
+    monkeypatch.chdir(tmp_path)
+    alone = runner.invoke(app, ["train", "mntp", text.name, "-m", str(tiny_lm_dir), "-o", "alone", "--precision",
+                                "fp32", "--steps", "2", "--batch-size", "2", "--max-length", "8", "--lr", "1e-2"])
+    assert alone.exit_code == 0, alone.output
+    shutil.copytree(tmp_path / "alone", tmp_path / "encoder" / "mntp")
+    recipe = ["train", "llm2vec", str(text), "-m", str(tiny_lm_dir), "-o", str(tmp_path / "encoder"), "--precision",
+              "fp32"]
+    reused = runner.invoke(app, [*recipe, *STAGES])
+    assert reused.exit_code == 0, reused.output
+    assert "stage 1/2 mntp already finished, kept" in reused.output and "simcse: 2 steps" in reused.output
+    other = runner.invoke(app, [*recipe, "--mntp", "steps=3", *STAGES[2:]])
+    assert other.exit_code == 2 and "mntp was trained with steps=2, this run has steps=3" in other.output
+
+    # A stage trained without --model started from the default base: the same as naming it.
+    args_file = tmp_path / "alone" / "training_args.json"
+    args = json.loads(args_file.read_text())
+    args_file.write_text(json.dumps({**args, "config": {**args["config"], "model": None}}))
+    config = MNTPConfig(**{**args["config"], "output_dir": tmp_path / "alone", "model": DEFAULT_BASE})
+    assert finished_stage(config)["steps"] == 2
+    with pytest.raises(ValueError, match="trained with model=None, this run has model="):
+        finished_stage(MNTPConfig(**{**args["config"], "output_dir": tmp_path / "alone"}))
 
 
 def test_recipe_resumes_a_stage_that_did_not_finish(tmp_path, tiny_lm_dir, corpus):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bivec.models.checkpoint import EncoderSettings, write_bivec_config
+from bivec.models.default import DEFAULT_BASE
 from bivec.textio import atomic_write, check_writable_dir
 from bivec.training.config import ContrastiveConfig, MNTPConfig, SimCSEConfig, SupervisedConfig, TrainConfig
 
@@ -118,17 +119,35 @@ def finished_stage(config: TrainConfig) -> dict | None:
     current["data"] = [str(d) for d in config.data]
     # A setting newer than the saved stage counts as its default there.
     defaults = json.loads(json.dumps(asdict(type(config)()), default=str))
-    # Paths inside the recipe folder (the stage's own folder, the MNTP stage under it, SimCSE's
-    # sentences) compare by their place in it, so a finished folder that was moved or copied is reused.
-    saved_root, current_root = str(Path(saved.get("output_dir", out)).parent), str(out.parent)
+    # Paths name the same file, or the same place inside the recipe folder (the MNTP stage under it,
+    # SimCSE's sentences), so that a finished folder that was moved or copied is reused.
+    saved_root, current_root = _absolute(str(Path(saved.get("output_dir", out)).parent)), _absolute(str(out.parent))
     for key in sorted(set(saved) | set(current)):
         was, now = saved.get(key, defaults.get(key)), current.get(key)
-        if key in ("output_dir", "data", "adapters"):
-            was, now = _in_folder(was, saved_root), _in_folder(now, current_root)
-        if key not in ("resume", "progress") and was != now:
+        if key in ("data", "adapters"):
+            was, now = _absolute(was), _absolute(now)
+            if was != now:
+                was, now = _in_folder(was, saved_root), _in_folder(now, current_root)
+        if key == "model":
+            # No model is the untrained default base: a stage trained without --model is the recipe's.
+            was, now = (DEFAULT_BASE if v is None else v for v in (was, now))
+        # Where the stage was written is not a setting: it is found where it is now.
+        if key not in ("resume", "progress", "output_dir") and was != now:
             raise ValueError(f"{out} was trained with {key}={saved.get(key)!r}, this run has {key}={current.get(key)!r}; "
                              "use the same settings to reuse it, or another output folder")
     return json.loads((out / "training_log.json").read_text(encoding="utf-8"))
+
+
+def _absolute(value: Any) -> Any:
+    """``value`` (a path, or a list of them) with relative paths made absolute, so that
+    ``../data.txt`` and ``/work/data.txt`` compare equal (a stage records its paths as given; a
+    relative one is read from the directory the rerun starts in). Names that are not existing
+    paths (hub datasets) stay as they are."""
+    if isinstance(value, list):
+        return [_absolute(item) for item in value]
+    if isinstance(value, str) and not Path(value).is_absolute() and Path(value).exists():
+        return str(Path(value).resolve())
+    return value
 
 
 def _in_folder(value: Any, root: str) -> Any:
