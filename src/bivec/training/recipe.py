@@ -139,13 +139,12 @@ def finished_stage(config: TrainConfig) -> dict | None:
 
 
 def _absolute(value: Any) -> Any:
-    """``value`` (a path, or a list of them) with relative paths made absolute, so that
-    ``../data.txt`` and ``/work/data.txt`` compare equal (a stage records its paths as given; a
-    relative one is read from the directory the rerun starts in). Names that are not existing
-    paths (hub datasets) stay as they are."""
+    """``value`` (a path, or a list of them) with existing paths resolved, so that ``../data.txt``
+    and ``/work/data.txt`` compare equal (a stage records its paths as given; a relative one is read
+    from the directory the rerun starts in). Names that are not paths (hub datasets) stay as they are."""
     if isinstance(value, list):
         return [_absolute(item) for item in value]
-    if isinstance(value, str) and not Path(value).is_absolute() and Path(value).exists():
+    if isinstance(value, str) and Path(value).exists():
         return str(Path(value).resolve())
     return value
 
