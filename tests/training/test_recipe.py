@@ -56,6 +56,9 @@ def test_recipe_trains_evaluates_and_writes_one_loadable_folder(tmp_path, tiny_l
     assert again.exit_code == 0, again.output
     assert "stage 1/2 mntp already finished, kept" in again.output
     assert "stage 2/2 simcse already finished, kept" in again.output
+    # The rerun had no --eval: the scores of the same weights stay in results.json and the card.
+    assert json.loads((out / "results.json").read_text())["scores"] == results["scores"]
+    assert "STS Spearman x100" in (out / "README.md").read_text()
     changed = runner.invoke(app, ["train", "llm2vec", str(text), "-m", str(tiny_lm_dir), "-o", str(out), "--precision",
                                   "fp32", *STAGES[:-2], "--simcse", "learning_rate=0.5"])
     assert changed.exit_code == 2

@@ -20,7 +20,7 @@ from typing import Any
 
 from bivec.models.checkpoint import EncoderSettings, write_bivec_config
 from bivec.models.default import DEFAULT_BASE
-from bivec.textio import atomic_write, check_writable_dir
+from bivec.textio import atomic_write, check_writable_dir, json_object
 from bivec.training.config import ContrastiveConfig, MNTPConfig, SimCSEConfig, SupervisedConfig, TrainConfig
 
 RESULTS = "results.json"
@@ -187,10 +187,12 @@ def train_llm2vec(config: LLM2VecConfig) -> dict[str, Any]:
     train = {"mntp": train_mntp, "simcse": train_simcse, "supervised": train_supervised}
     results: dict[str, Any] = {"command": config.command, "stages": {}, "scores": {}}
     stages = config.stages()
+    trained = False
     for number, (name, stage) in enumerate(stages, 1):
         log = finished_stage(stage)
         print(f"bivec llm2vec: stage {number}/{len(stages)} {name}"
               + (" already finished, kept" if log else f" ({stage.steps} steps)"), file=sys.stderr, flush=True)
+        trained = trained or not log
         log = log or train[name](stage)
         results["stages"][name] = {k: v for k, v in log.items() if k != "history"} | {
             "final_loss": log["history"][-1]["loss"], "max_length": stage.max_length, "lr": stage.learning_rate,
@@ -208,6 +210,9 @@ def train_llm2vec(config: LLM2VecConfig) -> dict[str, Any]:
     results["max_length"] = settings.max_length
     if config.eval_files:
         results["scores"] = evaluate_folder(out, config.eval_files)
+    elif not trained and (out / RESULTS).is_file():
+        # A rerun of a finished folder without --eval keeps the scores measured on the same weights.
+        results["scores"] = json_object((out / RESULTS).read_text(encoding="utf-8"), str(out / RESULTS)).get("scores", {})
     atomic_write(out / RESULTS, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8"))
     atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(model_card(config, results), encoding="utf-8"))
     return results
