@@ -212,7 +212,8 @@ def train_llm2vec(config: LLM2VecConfig) -> dict[str, Any]:
         results["scores"] = evaluate_folder(out, config.eval_files)
     elif not trained and (out / RESULTS).is_file():
         # A rerun of a finished folder without --eval keeps the scores measured on the same weights.
-        results["scores"] = json_object((out / RESULTS).read_text(encoding="utf-8"), str(out / RESULTS)).get("scores", {})
+        previous = json_object((out / RESULTS).read_text(encoding="utf-8"), str(out / RESULTS))
+        results["scores"] = previous.get("scores", {})
     atomic_write(out / RESULTS, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8"))
     atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(model_card(config, results), encoding="utf-8"))
     return results
