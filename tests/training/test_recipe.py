@@ -59,6 +59,11 @@ def test_recipe_trains_evaluates_and_writes_one_loadable_folder(tmp_path, tiny_l
     # The rerun had no --eval: the scores of the same weights stay in results.json and the card.
     assert json.loads((out / "results.json").read_text())["scores"] == results["scores"]
     assert "STS Spearman x100" in (out / "README.md").read_text()
+    (out / "results.json").write_text("{not json")
+    broken = runner.invoke(app, ["train", "llm2vec", str(text), "-m", str(tiny_lm_dir), "-o", str(out), "--precision",
+                                 "fp32", *STAGES])
+    assert broken.exit_code == 2 and f"{out / 'results.json'}: not valid JSON" in broken.output
+    (out / "results.json").write_text(json.dumps(results))
     changed = runner.invoke(app, ["train", "llm2vec", str(text), "-m", str(tiny_lm_dir), "-o", str(out), "--precision",
                                   "fp32", *STAGES[:-2], "--simcse", "learning_rate=0.5"])
     assert changed.exit_code == 2

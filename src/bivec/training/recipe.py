@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from bivec.models.checkpoint import EncoderSettings, write_bivec_config
-from bivec.models.default import DEFAULT_BASE
 from bivec.textio import atomic_write, check_writable_dir, json_object
 from bivec.training.config import ContrastiveConfig, MNTPConfig, SimCSEConfig, SupervisedConfig, TrainConfig
 
@@ -109,7 +108,7 @@ class LLM2VecConfig:
 def finished_stage(config: TrainConfig) -> dict | None:
     """The training log of a stage that already finished with these settings; a finished stage
     made with other settings is an error naming the setting."""
-    from bivec.training.stages import TRAINING_ARGS
+    from bivec.training.stages import TRAINING_ARGS, base_name
 
     out = Path(config.output_dir)
     if not (out / "adapter_model.safetensors").is_file() or not (out / "training_log.json").is_file():
@@ -129,8 +128,8 @@ def finished_stage(config: TrainConfig) -> dict | None:
             if was != now:
                 was, now = _in_folder(was, saved_root), _in_folder(now, current_root)
         if key == "model":
-            # No model is the untrained default base: a stage trained without --model is the recipe's.
-            was, now = (DEFAULT_BASE if v is None else v for v in (was, now))
+            # A stage trained without --model started from the default base, as the recipe's does.
+            was, now = base_name(was), base_name(now)
         # Where the stage was written is not a setting: it is found where it is now.
         if key not in ("resume", "progress", "output_dir") and was != now:
             raise ValueError(f"{out} was trained with {key}={saved.get(key)!r}, this run has {key}={current.get(key)!r}; "

@@ -108,13 +108,14 @@ def _save_merged(config: TrainConfig, model: nn.Module, tokenizer, pooling: str)
 def base_checkpoint(config: TrainConfig) -> tuple[Checkpoint, PreTrainedTokenizerBase]:
     """Where ``config``'s base model and adapters live, resolved (and checked for safe weights)
     the way the encoder resolves them, and its tokenizer."""
-    checkpoint = resolve_checkpoint(_base_name(config), config.adapters, allow_pickle=config.allow_pickle)
+    checkpoint = resolve_checkpoint(base_name(config.model), config.adapters, allow_pickle=config.allow_pickle)
     return checkpoint, load_tokenizer(checkpoint.tokenizer, trust_remote_code=config.trust_remote_code)
 
 
-def _base_name(config: TrainConfig) -> str | Path:
-    # Training starts from the untrained base unless told otherwise, not from the shipped encoder.
-    return DEFAULT_BASE if config.model is None else config.model
+def base_name(model: str | Path | None) -> str | Path:
+    """The model a stage trains from: ``model``, or the untrained default base when None (not the
+    shipped encoder)."""
+    return DEFAULT_BASE if model is None else model
 
 
 def _load_base(config: TrainConfig, checkpoint: Checkpoint, model_class: type) -> nn.Module:
@@ -129,7 +130,7 @@ def mntp_model(config: MNTPConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[
     ``tokenizer`` must already hold the mask token, so that an added one gets an embedding."""
     from transformers import AutoModelForCausalLM
 
-    checkpoint = resolve_checkpoint(_base_name(config), config.adapters, allow_pickle=config.allow_pickle)
+    checkpoint = resolve_checkpoint(base_name(config.model), config.adapters, allow_pickle=config.allow_pickle)
     lm = _load_base(config, checkpoint, AutoModelForCausalLM)
     if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
         lm.resize_token_embeddings(len(tokenizer))
