@@ -4,10 +4,9 @@ SimCSE / supervised training makes the encoder, on the shared STS files and CoNL
 Rows: causal; Bi; Bi+MNTP; Bi+SimCSE (no MNTP); causal+SimCSE; Bi+MNTP+SimCSE;
 Bi+MNTP+supervised (SICK triplets: non-commercial, so a benchmark row, never shipped); Bi+MNTP,
 Bi+MNTP+SimCSE and Bi+MNTP+supervised again with twice the MNTP steps (500: is 250 too little
-adaptation?); and the two
-causal rows again with weighted mean pooling (SGPT's pooling for causal models: token k weighs k,
-since under causal attention a later token has read more of the text), which causal+SimCSE also
-trains with. Each row: Spearman x100 per STS file and their average, word-probe token accuracy
+adaptation?); and the two causal rows again with weighted mean pooling (SGPT's pooling for causal
+models: token k weighs k, since under causal attention a later token has read more of the text),
+which causal+SimCSE also trains with. Each row: Spearman x100 per STS file and their average, word-probe token accuracy
 (the paper's metric for all three tasks) and span F1 for chunking and NER, training wall time and
 tokens/s.
 
