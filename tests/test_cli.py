@@ -16,6 +16,8 @@ def test_encode_prints_similarities(tiny_model_dir):
     assert result.exit_code == 0, result.output
     assert "2 texts -> 32-dim vectors (mean pooling, bidirectional)" in result.output
     assert "cosine similarity:" in result.output
+    result = runner.invoke(app, ["encode", "a man plays a guitar", "-m", str(tiny_model_dir), "--causal", "--echo"])
+    assert result.exit_code == 0 and "1 texts -> 32-dim vectors (mean pooling, causal, echo)" in result.output
 
 
 def test_encode_saves_npy_equal_to_the_library(tiny_model_dir, tmp_path):

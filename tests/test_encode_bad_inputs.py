@@ -41,6 +41,13 @@ def test_no_truncate_refuses_a_text_longer_than_max_length(tiny_model_dir):
     assert result.exit_code == 2 and "inputs[0] has 25 tokens, more than max_length=8" in result.output
     result = runner.invoke(app, ["encode", long_text, "-m", str(tiny_model_dir), "--max-length", "8"])
     assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["encode", "a dog runs in", "-m", str(tiny_model_dir), "--max-length", "8", "--echo",
+                                 "--no-truncate"])
+    assert result.exit_code == 2 and "inputs[0] has 9 tokens (echo reads the text twice), more than max_length=8" in (
+        result.output)
+    result = runner.invoke(app, ["encode", "a dog runs in", "-m", str(tiny_model_dir), "--max-length", "9", "--echo",
+                                 "--no-truncate"])
+    assert result.exit_code == 0, result.output
 
 
 def test_dimensions_above_the_model_size(tiny_model_dir):

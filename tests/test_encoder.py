@@ -125,6 +125,38 @@ def test_truncation_and_raise(tiny_model_dir):
         encoder.encode([["represent the sentence for retrieve", "a dog"]])
 
 
+def test_echo_reads_the_text_twice_and_pools_the_second_copy(tiny_model_dir):
+    echo = Encoder.from_pretrained(tiny_model_dir, echo=True, chat_template=False, bidirectional=False)
+    (item,) = echo.tokenize(["the cat sits"])
+    tokens = echo.tokenizer.convert_ids_to_tokens(item.input_ids)
+    assert tokens == ["<s>", "the", "cat", "sits", "the", "cat", "sits"]
+    assert item.pooling_mask == [0, 0, 0, 0, 1, 1, 1]
+    # The same as the text given as its own (unpooled) instruction, in any batch.
+    plain = Encoder.from_pretrained(tiny_model_dir, chat_template=False, bidirectional=False)
+    np.testing.assert_allclose(echo.encode(TEXTS, batch_size=4), plain.encode([[t, t] for t in TEXTS]), atol=1e-5)
+    np.testing.assert_allclose(echo.encode(TEXTS[:1]), echo.encode(TEXTS)[:1], atol=1e-5)
+    # Under causal attention the first copy's tokens never see the second, so echo changes the vectors.
+    assert not np.allclose(echo.encode(TEXTS), plain.encode(TEXTS))
+    # An instruction comes first and stays unpooled.
+    (item,) = echo.tokenize([["find", "the cat"]])
+    tokens = echo.tokenizer.convert_ids_to_tokens(item.input_ids)
+    assert tokens == ["<s>", "find", "the", "cat", "the", "cat"] and item.pooling_mask == [0, 0, 0, 0, 1, 1]
+
+
+def test_echo_cuts_a_long_text_so_that_both_copies_fit(tiny_model_dir):
+    echo = Encoder.from_pretrained(tiny_model_dir, echo=True, chat_template=False, max_length=8)
+    (item,) = echo.tokenize(["a man plays a guitar in the park"])
+    tokens = echo.tokenizer.convert_ids_to_tokens(item.input_ids)
+    # BOS + 3 tokens twice fit in 8: the text's beginning, read twice, the second copy pooled.
+    assert tokens == ["<s>", "a", "man", "plays", "a", "man", "plays"]
+    assert item.pooling_mask == [0, 0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match=r"inputs\[0\] has 17 tokens \(echo reads the text twice\), more than "
+                                         r"max_length=8"):
+        echo.encode(["a man plays a guitar in the park"], truncate=False)
+    with pytest.raises(ValueError, match=r"inputs\[0\] keeps no text token within max_length=8"):
+        echo.encode([["represent the sentence for retrieve and find", "a dog"]])
+
+
 def test_causal_mode_differs_from_bidirectional(tiny_model_dir, encoder):
     causal = Encoder.from_pretrained(tiny_model_dir, bidirectional=False)
     assert not np.allclose(causal.encode(TEXTS), encoder.encode(TEXTS))

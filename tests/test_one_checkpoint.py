@@ -1,7 +1,7 @@
 """One checkpoint gives one vector for one text, whichever command loads it: a folder trained by
-``bivec train llm2vec`` (training length 8 tokens; the paper's recipe, and causal SimCSE with
-weighted mean as bivec ships) through encode, serve, eval, convert and embed-corpus, on a text
-longer than the training length."""
+``bivec train llm2vec`` (training length 8 tokens; the paper's recipe, causal SimCSE with weighted
+mean as bivec ships, and the same trained on echo embeddings) through encode, serve, eval, convert
+and embed-corpus, on a text longer than the training length."""
 
 import json
 import shutil
@@ -27,13 +27,16 @@ LONG = "a man plays a guitar and a woman plays the piano in the park and the dog
 
 MNTP = ["steps=2", "batch_size=2", "max_length=8", "learning_rate=1e-2"]
 SIMCSE = ["steps=2", "batch_size=4", "max_length=8", "learning_rate=1e-2"]
-# name: (LLM2VecConfig options, further SimCSE settings, the encoder's (pooling, causal))
+# name: (LLM2VecConfig options, further SimCSE settings, the encoder's (pooling, causal, echo))
 RECIPES = {
-    "bi+mntp+simcse": ({"mntp_stage": stage_settings(MNTPConfig, MNTP, "-")}, [], ("mean", False)),
+    "bi+mntp+simcse": ({"mntp_stage": stage_settings(MNTPConfig, MNTP, "-")}, [], ("mean", False, False)),
     # The shape of bivec's shipped default, over a tokenizer that adds no token around a text (as
     # SmolLM2's): sentence-transformers' weighted mean matches bivec's only there.
     "causal+simcse-wmean": ({"mntp": False, "bidirectional": False}, ["pooling=weighted_mean"],
-                            ("weighted_mean", True)),
+                            ("weighted_mean", True, False)),
+    # Echo: no stock sentence-transformers module reads a text twice, so the export refuses it.
+    "causal+simcse-wmean-echo": ({"mntp": False, "bidirectional": False}, ["pooling=weighted_mean", "echo=true"],
+                                 ("weighted_mean", True, True)),
 }
 
 
@@ -53,9 +56,9 @@ def trained(request, tmp_path_factory, tiny_lm_dir, tiny_sentences):
 
 
 def test_every_command_gives_the_same_vector(trained, tmp_path):
-    trained, (pooling, causal) = trained
+    trained, (pooling, causal, echo) = trained
     encoder = Encoder.from_pretrained(trained)
-    assert (encoder.pooling, encoder.max_length) == (pooling, 256)  # the tiny model's positions
+    assert (encoder.pooling, encoder.max_length, encoder.echo) == (pooling, 256, echo)  # the tiny model's positions
     assert len(encoder.tokenize([LONG])[0].input_ids) > 8, "the text must be longer than the training length"
     expected = encoder.encode([LONG])[0]
 
@@ -77,15 +80,20 @@ def test_every_command_gives_the_same_vector(trained, tmp_path):
     np.testing.assert_allclose(vectors[0], expected, atol=1e-5)
 
     result = runner.invoke(app, ["convert", "sentence-transformers", str(trained), str(tmp_path / "st")])
-    assert result.exit_code == 0, result.output
-    from sentence_transformers import SentenceTransformer
+    if echo:
+        assert result.exit_code == 2 and "reads each text twice and pools the second copy (echo)" in result.output
+        assert not (tmp_path / "st").exists()
+    else:
+        assert result.exit_code == 0, result.output
+        from sentence_transformers import SentenceTransformer
 
-    np.testing.assert_allclose(SentenceTransformer(str(tmp_path / "st"), device="cpu").encode([LONG])[0], expected,
-                               atol=1e-4)
+        np.testing.assert_allclose(SentenceTransformer(str(tmp_path / "st"), device="cpu").encode([LONG])[0],
+                                   expected, atol=1e-4)
 
     sts = tmp_path / "pairs.tsv"
     sts.write_text(f"1\t{LONG}\ta man plays a guitar .\n3\ta dog runs .\tthe dog runs in the park .\n")
     result = runner.invoke(app, ["eval", "sts", str(sts), "-m", str(trained), "-o", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
     settings = json.loads((tmp_path / "r.json").read_text())["settings"]
-    assert (settings["pooling"], settings["max_length"], settings["causal"]) == (pooling, 256, causal)
+    assert (settings["pooling"], settings["max_length"], settings["causal"], settings["echo"]) == (
+        pooling, 256, causal, echo)

@@ -14,6 +14,7 @@ from bivec.cli_options import (
     CausalOption,
     CompileOption,
     DtypeOption,
+    EchoOption,
     MaxLengthOption,
     ModelOption,
     PoolingOption,
@@ -87,6 +88,7 @@ def encode(
     prompt_name: Annotated[Optional[str], typer.Option(help="One of the model's named prompts (e.g. query) put before every text.")] = None,
     pooling: PoolingOption = None,
     causal: CausalOption = False,
+    echo: EchoOption = None,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the vectors.")] = False,
     dimensions: Annotated[Optional[int], typer.Option(help="Keep the first N dimensions (Matryoshka), before normalising.")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="int8 or binary codes, saved with their scale as .npz.")] = None,
@@ -118,7 +120,7 @@ def encode(
     if dimensions is not None and dimensions < 1:
         fail(f"--dimensions must be positive, got {dimensions}")
     options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code,
-                           backend)
+                           backend, echo=echo)
     if output is not None:
         try:
             check_writable_dir(output.parent, f"--output {output}") if quantize else check_output_path(output)
@@ -151,7 +153,7 @@ def encode(
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     attention = "bidirectional" if is_bidirectional(encoder.model) else "causal"
     typer.echo(f"{vectors.shape[0]} texts -> {vectors.shape[1]}-dim vectors ({encoder.pooling} pooling, "
-               f"{attention}{f', {quantize} codes' if quantize else ''})")
+               f"{attention}{', echo' if encoder.echo else ''}{f', {quantize} codes' if quantize else ''})")
     for i, (text, vector) in enumerate(zip(texts, vectors)):
         head = " ".join(f"{x:+.3f}" for x in vector[:4])
         typer.echo(f"[{i}] {text!r}: [{head} ...] norm {np.linalg.norm(vector):.2f}")
@@ -164,7 +166,7 @@ def encode(
 @app.command(epilog="Example: bivec info ~/models/Mistral-7B-Instruct-v0.2")
 def info(
     model: Annotated[str | None, typer.Argument(help="Model or encoder folder; default: the trained default encoder.")] = None,
-    adapter: AdapterOption = None, causal: CausalOption = False, pooling: PoolingOption = None,
+    adapter: AdapterOption = None, causal: CausalOption = False, echo: EchoOption = None, pooling: PoolingOption = None,
     max_length: MaxLengthOption = None, dtype: DtypeOption = "auto", allow_pickle: AllowPickleOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
     backend: BackendOption = "torch",
@@ -175,7 +177,7 @@ def info(
     from bivec.int8 import parameter_count
 
     options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code,
-                           backend)
+                           backend, echo=echo)
     encoder, refused = options.load_or_causal()
     if refused is not None:
         bidirectional = f"no: {refused}"
@@ -195,6 +197,7 @@ def info(
         "sliding window": getattr(config, "sliding_window", None) or "none",
         "chat template": "yes" if getattr(encoder.tokenizer, "chat_template", None) else "no",
         "pooling": encoder.pooling,
+        "echo": "yes (each text read twice, the second copy pooled)" if encoder.echo else "no",
         "max length": encoder.max_length,
         "bidirectional": bidirectional,
     }

@@ -29,6 +29,10 @@ PoolingOption = Annotated[Optional[str], typer.Option(
     help="mean, weighted_mean, eos, last, bos or first; default: the checkpoint's, else mean.")]
 MaxLengthOption = Annotated[Optional[int], typer.Option(
     help="Tokens per text; longer texts are cut. Default: the checkpoint's, else 512.")]
+EchoOption = Annotated[Optional[bool], typer.Option(
+    "--echo/--no-echo", help="Read each text twice and pool the second copy (echo embeddings: every pooled token "
+    "has read the whole text, even under causal attention; about twice the encoding time). Default: the "
+    "checkpoint's, else off.")]
 DtypeOption = Annotated[Optional[str], typer.Option(help=DTYPE_HELP)]
 BackendOption = Annotated[str, typer.Option(help=BACKEND_HELP)]
 CompileOption = Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)]
@@ -60,12 +64,14 @@ class LoadOptions:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     backend: str = "torch"
+    echo: bool | None = None
 
     def encoder_kwargs(self) -> dict:
         """Keyword arguments of ``Encoder.from_pretrained`` (after the path)."""
         return dict(adapters=list(self.adapters), bidirectional=False if self.causal else None, pooling=self.pooling,
                     max_length=self.max_length, dtype=self.dtype, allow_pickle=self.allow_pickle,
-                    trust_remote_code=self.trust_remote_code, compile=self.compile, backend=self.backend)
+                    trust_remote_code=self.trust_remote_code, compile=self.compile, backend=self.backend,
+                    echo=self.echo)
 
     def load(self) -> Encoder:
         """The encoder, or exit 2 with the error when the model cannot be loaded as asked."""
@@ -94,7 +100,7 @@ class LoadOptions:
 
 def load_options(model: str | None, adapter: list[str] | None, causal: bool, pooling: str | None,
                  max_length: int | None, dtype: str | None, compile: bool, allow_pickle: bool,
-                 trust_remote_code: bool, backend: str = "torch") -> LoadOptions:
+                 trust_remote_code: bool, backend: str = "torch", echo: bool | None = None) -> LoadOptions:
     """:class:`LoadOptions` from a command's parsed options, checked before any model loads."""
     if max_length is not None and max_length < 1:
         fail(f"--max-length must be positive, got {max_length}")
@@ -110,4 +116,4 @@ def load_options(model: str | None, adapter: list[str] | None, causal: bool, poo
     except ValueError as exc:
         fail(f"--backend: {exc}")
     return LoadOptions(model, tuple(adapter or ()), causal, pooling, max_length, dtype, compile, allow_pickle,
-                       trust_remote_code, backend)
+                       trust_remote_code, backend, echo)

@@ -129,11 +129,15 @@ class Encoder:
         chat_template: bool | None = None,
         padding_side: str = "right",
         prompts: dict[str, str] | None = None,
+        echo: bool = False,
     ) -> None:
         """Wrap an already loaded model; ``chat_template=None`` wraps only inputs that carry an
         instruction in the tokenizer's chat template, True wraps every input, False none.
         ``prompts`` are named instructions (``{"query": "...", "document": ""}``) that
-        ``encode(prompt_name=...)``, :meth:`encode_query` and :meth:`encode_document` use."""
+        ``encode(prompt_name=...)``, :meth:`encode_query` and :meth:`encode_document` use.
+        ``echo=True`` gives the model each text twice (``"{text} {text}"``) and pools the second
+        copy, whose tokens have all read the whole text even under causal attention (echo
+        embeddings, Springer et al., 2024); a text too long for two copies keeps its beginning."""
         if max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
         if padding_side not in ("left", "right"):
@@ -146,6 +150,7 @@ class Encoder:
         self.max_length = max_length
         self.chat_template = chat_template
         self.prompts = dict(prompts or {})
+        self.echo = echo
         self.padding_side = padding_side
         self._template = self._template_parts()
         keep_freed_memory(self.device.type)
@@ -172,13 +177,14 @@ class Encoder:
         trust_remote_code: bool = False,
         compile: bool = False,
         backend: str = "torch",
+        echo: bool | None = None,
     ) -> Encoder:
         """Load a local model directory (``None``: the embedded default model), or a published
         LLM2Vec directory whose MNTP adapter names its base, then merge ``adapters`` in order.
 
-        ``pooling``, ``max_length`` and ``bidirectional`` default to the checkpoint's
-        ``llm2vec_config.json`` / ``bivec_config.json``, else mean, 512 and bidirectional; an
-        argument given wins. Weights load from safetensors only unless
+        ``pooling``, ``max_length``, ``bidirectional`` and ``echo`` (see :class:`Encoder`) default to
+        the checkpoint's ``llm2vec_config.json`` / ``bivec_config.json``, else mean, 512,
+        bidirectional and no echo; an argument given wins. Weights load from safetensors only unless
         ``allow_pickle``; code shipped with a model runs only with ``trust_remote_code``.
 
         ``dtype="auto"`` picks the fastest dtype whose embeddings pass bivec's accuracy check
@@ -200,7 +206,7 @@ class Encoder:
         """
         checkpoint = resolve_checkpoint(path, adapters, allow_pickle=allow_pickle)
         settings = DEFAULT_SETTINGS.override(checkpoint.settings).override(
-            EncoderSettings(pooling, max_length, bidirectional)
+            EncoderSettings(pooling, max_length, bidirectional, echo=echo)
         )
         bidirectional = settings.bidirectional
         pooling = check_pooling_mode(settings.pooling)
@@ -228,7 +234,7 @@ class Encoder:
             if bidirectional:
                 make_bidirectional(model)
             encoder = cls(model, tokenizer, pooling=pooling, max_length=settings.max_length, chat_template=chat_template,
-                          prompts=settings.prompts)
+                          prompts=settings.prompts, echo=settings.echo)
             if int8:
                 precision.prepare_int8(encoder).keep(float_layers)
             return encoder
@@ -241,7 +247,7 @@ class Encoder:
                 "machine": precision.machine_description(device), "candidates": tried,
                 "model": precision.model_file_stats([checkpoint.base, *checkpoint.adapters]),
                 "bidirectional": bidirectional, "pooling": pooling, "max_length": settings.max_length,
-                "attn_implementation": attn_implementation, "chat_template": chat_template,
+                "echo": settings.echo, "attn_implementation": attn_implementation, "chat_template": chat_template,
             })
             choice = precision.load_cached(key)
             if choice is not None:
@@ -325,9 +331,11 @@ class Encoder:
     def _format(self, instruction: str, text: str) -> tuple[str, int, int, bool]:
         """The string to tokenise, the character span of the text in it, and whether it is a
         template rendering (which carries its own special tokens)."""
+        head = f"{instruction} " if instruction else ""
+        if self.echo:
+            head += f"{text} "
         if self.pooling == "eos" and self.tokenizer.eos_token:
             text = text + self.tokenizer.eos_token
-        head = f"{instruction} " if instruction else ""
         wrap = self._template is not None and (self.chat_template or bool(instruction))
         prefix, suffix = self._template if wrap else ("", "")
         start = len(prefix) + len(head)
@@ -339,34 +347,53 @@ class Encoder:
         Texts longer than ``max_length`` tokens are cut at the end, or raise a ValueError when
         ``truncate=False``.
         """
-        formatted = [self._format(instruction, text) for instruction, text in _validate(inputs)]
-        out: list[Tokenized | None] = [None] * len(formatted)
+        pairs = _validate(inputs)
+        formatted = [self._format(instruction, text) for instruction, text in pairs]
+        encoded = self._tokenize_formatted(formatted)
+        if self.echo and truncate:
+            for i, (ids, offsets) in enumerate(encoded):
+                if len(ids) > self.max_length and (cut := self._echo_cut(ids, offsets, formatted[i])) is not None:
+                    formatted[i] = self._format(pairs[i][0], pairs[i][1][:cut])
+                    encoded[i] = self._tokenize_formatted([formatted[i]])[0]
+        out = []
+        for i, ((ids, offsets), (_, start, end, _)) in enumerate(zip(encoded, formatted)):
+            if len(ids) > self.max_length:
+                if not truncate:
+                    echoed = " (echo reads the text twice)" if self.echo else ""
+                    raise ValueError(
+                        f"inputs[{i}] has {len(ids)} tokens{echoed}, more than max_length={self.max_length}"
+                    )
+                ids, offsets = ids[: self.max_length], offsets[: self.max_length]
+            mask = [int(b > a and b > start and a < end) for a, b in offsets]
+            if not any(mask):
+                raise ValueError(
+                    f"inputs[{i}] keeps no text token within max_length={self.max_length} "
+                    "(the instruction or template fills it)"
+                )
+            out.append(Tokenized(list(ids), mask))
+        return out
+
+    def _tokenize_formatted(self, formatted: list[tuple[str, int, int, bool]]) -> list[tuple[list[int], list]]:
+        """Token ids and character offsets of each :meth:`_format` output; template renderings carry
+        their own special tokens."""
+        out: list = [None] * len(formatted)
         for wrapped in (False, True):
             group = [i for i, f in enumerate(formatted) if f[3] is wrapped]
             if not group:
                 continue
-            encoded = self.tokenizer(
-                [formatted[i][0] for i in group],
-                add_special_tokens=not wrapped,
-                return_offsets_mapping=True,
-                return_attention_mask=False,
-            )
+            encoded = self.tokenizer([formatted[i][0] for i in group], add_special_tokens=not wrapped,
+                                     return_offsets_mapping=True, return_attention_mask=False)
             for i, ids, offsets in zip(group, encoded["input_ids"], encoded["offset_mapping"]):
-                _, start, end, _ = formatted[i]
-                if len(ids) > self.max_length:
-                    if not truncate:
-                        raise ValueError(
-                            f"inputs[{i}] has {len(ids)} tokens, more than max_length={self.max_length}"
-                        )
-                    ids, offsets = ids[: self.max_length], offsets[: self.max_length]
-                mask = [int(b > a and b > start and a < end) for a, b in offsets]
-                if not any(mask):
-                    raise ValueError(
-                        f"inputs[{i}] keeps no text token within max_length={self.max_length} "
-                        "(the instruction or template fills it)"
-                    )
-                out[i] = Tokenized(list(ids), mask)
-        return out  # type: ignore[return-value]
+                out[i] = (list(ids), list(offsets))
+        return out
+
+    def _echo_cut(self, ids: list[int], offsets: list, formatted: tuple[str, int, int, bool]) -> int | None:
+        """Where to cut an echoed text (in characters) so that both copies fit in max_length, from
+        its too long tokenisation; None when not even one token of it fits twice."""
+        _, start, end, _ = formatted
+        second = [b for a, b in offsets if b > a and b > start and a < end]
+        keep = (self.max_length - (len(ids) - 2 * len(second))) // 2
+        return second[keep - 1] - start if keep >= 1 else None
 
     def _forward_batches(
         self, tokenized: list[Tokenized], batch_size: int, max_batch_tokens: int | None, show_progress: bool | None

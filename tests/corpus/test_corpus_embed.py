@@ -40,7 +40,7 @@ def test_local_engine_embeds_every_row_like_the_encoder(tiny_model_dir, corpus_f
     assert manifest["status"] == "complete" and manifest["rows"] == 2000 and manifest["dim"] == 32
     assert manifest["encoder"] == {"model": str(tiny_model_dir.resolve()), "adapters": [], "causal": False,
                                    "pooling": None, "max_length": None, "dtype": None, "normalize": False,
-                                   "truncate": False, "backend": "torch"}
+                                   "truncate": False, "backend": "torch", "echo": None}
     assert [s["rows"] for s in manifest["shards"]] == [500] * 4
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("part-")) == ["errors.jsonl", "manifest.json"]
 

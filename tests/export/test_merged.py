@@ -37,13 +37,13 @@ def test_a_causal_encoder_merges_and_stays_causal(tiny_model_dir, tmp_path):
     adapter = build_adapter(tiny_model_dir, tmp_path / "adapter", seed=5)
     out = tmp_path / "merged"
     result = runner.invoke(app, ["convert", "merged", str(tiny_model_dir), str(out), "--adapter", str(adapter),
-                                 "--causal", "--pooling", "weighted_mean"])
+                                 "--causal", "--pooling", "weighted_mean", "--echo"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text()).get("is_causal") is not False
     settings = json.loads((out / "bivec_config.json").read_text())
-    assert settings["bidirectional"] is False and settings["pooling"] == "weighted_mean"
+    assert settings["bidirectional"] is False and settings["pooling"] == "weighted_mean" and settings["echo"] is True
     encoder = Encoder.from_pretrained(tiny_model_dir, adapters=[adapter], dtype="float32", bidirectional=False,
-                                      pooling="weighted_mean")
+                                      pooling="weighted_mean", echo=True)
     texts = ["a man plays a guitar", "the dog runs"]
     np.testing.assert_allclose(Encoder.from_pretrained(out, dtype="float32").encode(texts), encoder.encode(texts),
                                atol=1e-5)

@@ -158,6 +158,27 @@ def test_settings_come_from_the_checkpoint_and_arguments_win(layout, tmp_path):
     assert LLM2Vec.from_pretrained(layout["mntp"], stage).pooling_mode == "weighted_mean"
 
 
+def test_echo_comes_from_the_checkpoint_and_the_flag_wins(layout, tmp_path):
+    from typer.testing import CliRunner
+
+    from bivec.cli import app
+
+    stage = build_adapter(layout["base"], tmp_path / "stage", seed=9)
+    (stage / "bivec_config.json").write_text('{"echo": true}')
+    assert read_settings(stage) == EncoderSettings(echo=True)
+    assert Encoder.from_pretrained(layout["base"], adapters=[stage]).echo
+    assert not Encoder.from_pretrained(layout["base"], adapters=[stage], echo=False).echo
+    assert not Encoder.from_pretrained(layout["base"]).echo
+    args = ["encode", "a dog runs", "-m", str(layout["base"]), "--adapter", str(stage), "-o"]
+    for flags, echo in (([], True), (["--no-echo"], False)):
+        result = CliRunner().invoke(app, [*args, str(tmp_path / "v.npy"), *flags])
+        assert result.exit_code == 0, result.output
+        expected = Encoder.from_pretrained(layout["base"], adapters=[stage], echo=echo).encode(["a dog runs"])
+        np.testing.assert_allclose(np.load(tmp_path / "v.npy"), expected, atol=1e-6)
+    result = CliRunner().invoke(app, ["info", str(layout["base"]), "--adapter", str(stage), "--dtype", "float32"])
+    assert result.exit_code == 0 and "yes (each text read twice, the second copy pooled)" in result.output
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -167,6 +188,7 @@ def test_settings_come_from_the_checkpoint_and_arguments_win(layout, tmp_path):
         ("bivec_config.json", '{"max_length": 0}', r"bivec_config.json: max_length must be a positive integer, got 0"),
         ("bivec_config.json", '{"pooling": "mean", "colour": 1}', r"bivec_config.json: unknown keys colour"),
         ("bivec_config.json", "[1]", r"bivec_config.json: expected a JSON object, got list"),
+        ("bivec_config.json", '{"echo": "yes"}', r"bivec_config.json: echo must be true or false, got 'yes'"),
     ],
 )
 def test_bad_settings_files_are_named(tmp_path, layout, name, content, message):

@@ -109,15 +109,19 @@ def test_the_shipped_encoder_is_the_default_and_beats_its_base_on_sick_trial(mod
     assert resolve_checkpoint("bivec/default-base").adapters == ()
     trained = Encoder.from_pretrained(dtype="float32")
     # The shipped recipe is causal SimCSE with weighted mean pooling (the ablation's best
-    # licence-clean row): its stored settings, not the library's defaults (bidirectional, mean),
-    # decide the attention and the pooling.
+    # licence-clean row), read with echo: its stored settings, not the library's defaults
+    # (bidirectional, mean, no echo), decide the attention, the pooling and the echo.
     assert not is_bidirectional(trained.model)
-    assert trained.pooling == "weighted_mean"
+    assert trained.pooling == "weighted_mean" and trained.echo
     # ../shared beside the checkout, as in CI's fresh clone.
     sick = Path(__file__).resolve().parents[3] / "shared" / "data" / "sts" / "sick_trial.tsv"
     base_options = [{"bidirectional": True}, {"bidirectional": False},
-                    {"bidirectional": False, "pooling": "weighted_mean"}]
+                    {"bidirectional": False, "pooling": "weighted_mean"},
+                    {"bidirectional": False, "pooling": "weighted_mean", "echo": True}]
     bases = [evaluate_sts(Encoder.from_pretrained("bivec/default-base", dtype="float32", **options), sick).spearman
              for options in base_options]
     score = evaluate_sts(trained, sick).spearman
     assert score > max(bases) + 3, (score, bases)
+    # Echo is shipped because it reads better than the same adapter without it.
+    without = evaluate_sts(Encoder.from_pretrained(dtype="float32", echo=False), sick).spearman
+    assert score > without, (score, without)

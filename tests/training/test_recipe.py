@@ -39,8 +39,8 @@ def test_recipe_trains_evaluates_and_writes_one_loadable_folder(tmp_path, tiny_l
     assert result.exit_code == 0, result.output
     assert "mntp: 2 steps" in result.output and "simcse: 2 steps" in result.output and "STS Spearman: sts " in result.output
     config = json.loads((out / "bivec_config.json").read_text())
-    assert config == {"pooling": "mean", "max_length": 256, "bidirectional": True, "base": str(tiny_lm_dir),
-                      "adapters": ["mntp", "simcse"]}
+    assert config == {"pooling": "mean", "max_length": 256, "bidirectional": True, "echo": False,
+                      "base": str(tiny_lm_dir), "adapters": ["mntp", "simcse"]}
     results = json.loads((out / "results.json").read_text())
     assert list(results["stages"]) == ["mntp", "simcse"] and "sts" in results["scores"]["spearman"]
     card = (out / "README.md").read_text()

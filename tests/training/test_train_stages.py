@@ -64,7 +64,8 @@ def test_outputs_load_in_llm2vec_layout(tmp_path, tiny_lm_dir, text_file):
     assert settings == {"pooling_mode": "mean", "max_length": 256, "skip_instruction": True}  # the model's positions
     assert json.loads((simcse_dir / "training_args.json").read_text())["adapters"] == [str(mntp_dir)]
     assert json.loads((simcse_dir / "bivec_config.json").read_text()) == {
-        "pooling": "mean", "max_length": 256, "bidirectional": True, "base": str(tiny_lm_dir), "adapters": ["../mntp", "."]}
+        "pooling": "mean", "max_length": 256, "bidirectional": True, "echo": False, "base": str(tiny_lm_dir),
+        "adapters": ["../mntp", "."]}
     assert json.loads((mntp_dir / "bivec_config.json").read_text())["mask_token"] == "[MASK]"
     texts = ["a man plays a guitar .", "the dog runs in the park ."]
     base = Encoder.from_pretrained(tiny_lm_dir).encode(texts)
@@ -177,9 +178,10 @@ def test_contrastive_merge_writes_one_folder_with_every_adapter(tmp_path, tiny_l
     mntp_dir, simcse_dir = tmp_path / "mntp", tmp_path / "simcse"
     train_mntp(_config("mntp", tiny_lm_dir, text_file, mntp_dir, learning_rate=1e-2))
     train_simcse(_config("simcse", tiny_lm_dir, text_file, simcse_dir, adapters=[mntp_dir], learning_rate=1e-2,
-                         merge=True))
+                         merge=True, echo=True))
     texts = ["a man plays a guitar .", "the dog runs in the park ."]
     stacked = Encoder.from_pretrained(simcse_dir).encode(texts)
     merged = Encoder.from_pretrained(simcse_dir / "merged")
-    assert json.loads((simcse_dir / "merged" / "bivec_config.json").read_text())["pooling"] == "mean"
+    settings = json.loads((simcse_dir / "merged" / "bivec_config.json").read_text())
+    assert settings["pooling"] == "mean" and settings["echo"] is True and merged.echo
     np.testing.assert_allclose(merged.encode(texts), stacked, atol=1e-5)

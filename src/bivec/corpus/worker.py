@@ -40,6 +40,7 @@ class WorkerSettings:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     backend: str = "torch"
+    echo: bool | None = None
 
     def check(self, *, load_model_here: bool) -> None:
         """Raise a ValueError naming the bad setting before any worker starts; the model path is
@@ -93,6 +94,7 @@ class BlockEncoder:
             settings.model, adapters=list(settings.adapters), bidirectional=False if settings.causal else None,
             pooling=settings.pooling, max_length=settings.max_length, dtype=settings.dtype, compile=settings.compile,
             allow_pickle=settings.allow_pickle, trust_remote_code=settings.trust_remote_code, backend=settings.backend,
+            echo=settings.echo,
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -18,6 +18,7 @@ from bivec.cli_options import (
     CausalOption,
     CompileOption,
     DtypeOption,
+    EchoOption,
     LoadOptions,
     MaxLengthOption,
     ModelOption,
@@ -44,7 +45,8 @@ def _label(name: str | None, model: str | None, encoder, pooling: str | None = N
     if name:
         return name
     attention = "bidirectional" if is_bidirectional(encoder.model) else "causal"
-    return f"{Path(model).name if model else 'default'}-{attention}-{pooling or encoder.pooling}"
+    echo = "-echo" if encoder.echo else ""
+    return f"{Path(model).name if model else 'default'}-{attention}-{pooling or encoder.pooling}{echo}"
 
 
 def _settings(model: str | None, encoder) -> dict:
@@ -52,7 +54,7 @@ def _settings(model: str | None, encoder) -> dict:
     from bivec.attention import is_bidirectional
 
     return dict(model=model, causal=not is_bidirectional(encoder.model), pooling=encoder.pooling,
-                max_length=encoder.max_length, dtype=str(encoder.model.dtype))
+                max_length=encoder.max_length, echo=encoder.echo, dtype=str(encoder.model.dtype))
 
 
 def _check_output(output: Path | None, markdown: Path | None) -> None:
@@ -93,7 +95,8 @@ def sts(
     columns: Annotated[str, typer.Option(help="--dataset columns: sentence1,sentence2,score.")] = "sentence1,sentence2,score",
     instruction: Annotated[str, typer.Option(help="Instruction put before both sentences of every pair.")] = "",
     model: ModelOption = None, adapter: AdapterOption = None, causal: CausalOption = False, pooling: PoolingOption = None,
-    dtype: DtypeOption = "auto", compile: CompileOption = False, backend: BackendOption = "torch",
+    echo: EchoOption = None, dtype: DtypeOption = "auto", compile: CompileOption = False,
+    backend: BackendOption = "torch",
     max_length: MaxLengthOption = None,
     allow_pickle: AllowPickleOption = False, trust_remote_code: TrustRemoteCodeOption = False,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None, markdown: Markdown = None,
@@ -134,7 +137,8 @@ def mteb(
     no_instructions: Annotated[bool, typer.Option("--no-instructions", help="Encode every text without an instruction.")] = False,
     mteb_output: Annotated[Optional[Path], typer.Option(help="Folder for MTEB's own result files.")] = None,
     model: ModelOption = None, adapter: AdapterOption = None, causal: CausalOption = False, pooling: PoolingOption = None,
-    dtype: DtypeOption = "auto", compile: CompileOption = False, backend: BackendOption = "torch",
+    echo: EchoOption = None, dtype: DtypeOption = "auto", compile: CompileOption = False,
+    backend: BackendOption = "torch",
     max_length: MaxLengthOption = None,
     allow_pickle: AllowPickleOption = False, trust_remote_code: TrustRemoteCodeOption = False,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE, name: Name = None, output: Output = None, markdown: Markdown = None,

@@ -11,6 +11,7 @@ from bivec.cli_options import (
     AdapterOption,
     AllowPickleOption,
     CausalOption,
+    EchoOption,
     MaxLengthOption,
     PoolingOption,
     TrustRemoteCodeOption,
@@ -31,6 +32,7 @@ def sentence_transformers(
     out: Annotated[Path, typer.Argument(help="New directory for the sentence-transformers model.")],
     adapter: AdapterOption = None,
     causal: CausalOption = False,
+    echo: EchoOption = None,
     pooling: PoolingOption = None,
     max_length: MaxLengthOption = None,
     normalize: Annotated[bool, typer.Option(help="Add a Normalize module (unit-length vectors).")] = False,
@@ -46,7 +48,8 @@ def sentence_transformers(
     from bivec.encoder import Encoder
     from bivec.export.sentence_transformers import export_sentence_transformers, prompt_export_problem, verify_export
 
-    options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code,
+                           echo=echo)
     steps = tqdm(total=3 if verify else 2, desc="convert", unit="step")
     try:
         steps.set_postfix_str("load")
@@ -76,6 +79,7 @@ def merged(
     out: Annotated[Path, typer.Argument(help="New folder for the merged model.")],
     adapter: AdapterOption = None,
     causal: CausalOption = False,
+    echo: EchoOption = None,
     pooling: PoolingOption = None,
     max_length: MaxLengthOption = None,
     dtype: Annotated[str | None, typer.Option(help="Saved dtype: float32, bfloat16 or float16.")] = None,
@@ -89,7 +93,8 @@ def merged(
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         fail(f"{out}: exists and is not an empty folder; choose a new one")
-    options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code)
+    options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code,
+                           echo=echo)
     encoder = options.load()
     try:
         export_merged(encoder, out)

@@ -46,7 +46,7 @@ def export_merged(encoder: Encoder, out: str | Path, *, atol: float = 1e-4) -> P
         encoder.model.save_pretrained(tmp)
         encoder.tokenizer.save_pretrained(tmp)
         write_bivec_config(tmp, EncoderSettings(encoder.pooling, encoder.max_length, is_bidirectional(encoder.model),
-                                                   encoder.prompts or None))
+                                                   encoder.prompts or None, encoder.echo))
         verify_merged(encoder, tmp, atol=atol)
         if out.exists():
             out.rmdir()

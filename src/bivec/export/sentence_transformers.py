@@ -153,6 +153,10 @@ def export_sentence_transformers(
                           f"sentence-transformers would cut texts; load the encoder with max_length <= {positions}")
     if encoder.padding_side != "right":
         raise ExportError("export needs right padding: sentence-transformers passes no position ids")
+    if encoder.echo:
+        raise ExportError("the encoder reads each text twice and pools the second copy (echo), which no stock "
+                          "sentence-transformers module does; export it without echo (bivec convert --no-echo, or "
+                          "echo=False when loading), whose vectors differ, or serve it with bivec")
     mode, added = _pooling_mode(encoder)
     out.mkdir(parents=True, exist_ok=True)
     encoder.model.save_pretrained(out)

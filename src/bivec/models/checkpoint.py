@@ -31,7 +31,7 @@ from bivec.textio import json_object
 LLM2VEC_CONFIG = "llm2vec_config.json"
 BIVEC_CONFIG = "bivec_config.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-_BIVEC_KEYS = ("pooling", "max_length", "bidirectional", "prompts", "mask_token", "base", "adapters")
+_BIVEC_KEYS = ("pooling", "max_length", "bidirectional", "prompts", "echo", "mask_token", "base", "adapters")
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,16 @@ class EncoderSettings:
     bidirectional: bool | None = None
     prompts: dict[str, str] | None = None
     """Named prompts (sentence-transformers' ``prompts``): ``{"query": "...", "document": ""}``."""
+    echo: bool | None = None
+    """Echo embeddings: the model reads each text twice and pools the second copy, whose every
+    token has seen the whole text even under causal attention (Springer et al., 2024)."""
 
     def override(self, other: EncoderSettings) -> EncoderSettings:
         """These settings with every value that ``other`` records taking precedence."""
         return replace(self, **{k: v for k, v in vars(other).items() if v is not None})
 
 
-DEFAULT_SETTINGS = EncoderSettings(pooling="mean", max_length=512, bidirectional=True)
+DEFAULT_SETTINGS = EncoderSettings(pooling="mean", max_length=512, bidirectional=True, echo=False)
 """What an encoder uses where neither the checkpoint nor the caller says: the reference's defaults."""
 
 
@@ -84,7 +87,8 @@ def _pooling(path: Path, key: str, value: Any) -> str:
 def read_settings(directory: Path) -> EncoderSettings:
     """The encoder settings recorded in ``directory``: ``llm2vec_config.json`` (keys
     ``pooling_mode``, ``max_length``, ``skip_instruction``; ``doc_max_length`` is not used), then
-    ``bivec_config.json`` (``pooling``, ``max_length``), which takes precedence."""
+    ``bivec_config.json`` (``pooling``, ``max_length``, ``bidirectional``, ``prompts``, ``echo``), which
+    takes precedence."""
     settings = EncoderSettings()
     if (path := directory / LLM2VEC_CONFIG).is_file():
         data = _read_json(path)
@@ -102,6 +106,7 @@ def read_settings(directory: Path) -> EncoderSettings:
             max_length=_positive_int(path, "max_length", data["max_length"]) if "max_length" in data else None,
             bidirectional=data.get("bidirectional"),
             prompts=data.get("prompts"),
+            echo=data.get("echo"),
         ))
     return settings
 
@@ -117,8 +122,9 @@ def _bivec_config(directory: Path) -> dict[str, Any]:
     prompts = data.get("prompts", {})
     if not isinstance(prompts, dict) or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in prompts.items()):
         raise ValueError(f"{path}: prompts must map names to prompt strings, got {prompts!r}")
-    if "bidirectional" in data and not isinstance(data["bidirectional"], bool):
-        raise ValueError(f"{path}: bidirectional must be true or false, got {data['bidirectional']!r}")
+    for key in ("bidirectional", "echo"):
+        if key in data and not isinstance(data[key], bool):
+            raise ValueError(f"{path}: {key} must be true or false, got {data[key]!r}")
     for key in ("base", "mask_token"):
         if key in data and (not isinstance(data[key], str) or not data[key]):
             raise ValueError(f"{path}: {key} must be a non-empty string, got {data[key]!r}")

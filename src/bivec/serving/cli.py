@@ -14,6 +14,7 @@ from bivec.cli_options import (
     CausalOption,
     CompileOption,
     DtypeOption,
+    EchoOption,
     MaxLengthOption,
     PoolingOption,
     TrustRemoteCodeOption,
@@ -48,6 +49,7 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option(envvar="BIVEC_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1.")] = None,
     adapter: AdapterOption = None,
     causal: CausalOption = False,
+    echo: EchoOption = None,
     pooling: PoolingOption = None,
     max_length: MaxLengthOption = None,
     truncate: Annotated[bool, typer.Option(help="Cut longer inputs (--no-truncate: answer them with 413).")] = ServerConfig.truncate,
@@ -78,7 +80,7 @@ def serve(
             fail(f"--threads must be positive, got {threads}")
         torch.set_num_threads(threads)
     options = load_options(model, adapter, causal, pooling, max_length, dtype, compile, allow_pickle, trust_remote_code,
-                           backend)
+                           backend, echo=echo)
     try:
         config = ServerConfig(
             model_name=name or (DEFAULT_MODEL_NAME if model is None else model.rstrip("/").rsplit("/", 1)[-1]),

@@ -97,13 +97,15 @@ class MNTPConfig(TrainConfig):
 
 @dataclass
 class ContrastiveConfig(TrainConfig):
-    """Settings of the contrastive stages."""
+    """Settings of the contrastive stages. ``echo=True`` trains on echo embeddings (each text read
+    twice, the second copy pooled; see :class:`~bivec.Encoder`), and the output encodes that way."""
 
     scale: float = 20.0
     pooling: str = "mean"
     dropout: float = 0.0
     chunk_size: int | None = None
     instruction: str = ""
+    echo: bool = False
 
     def validate(self) -> None:
         super().validate()

@@ -203,7 +203,7 @@ def train_llm2vec(config: LLM2VecConfig) -> dict[str, Any]:
     # The folder stands for its last stage: the same settings, its whole stack.
     last_config = json.loads((last / "bivec_config.json").read_text(encoding="utf-8"))
     settings = EncoderSettings(last_config["pooling"], last_config["max_length"], config.bidirectional,
-                               last_config.get("prompts"))
+                               last_config.get("prompts"), last_config.get("echo"))
     write_bivec_config(out, settings, base=_base_path(last_config["base"]),
                        adapters=[Path(s.output_dir) for _, s in stages])
     results["max_length"] = settings.max_length
@@ -239,10 +239,12 @@ def evaluate_folder(folder: str | Path, files: list[str | Path]) -> dict[str, An
 
 def model_card(config: LLM2VecConfig, results: dict[str, Any]) -> str:
     """The folder's README.md: base, data, stages, scores and the command that reproduces it."""
+    last = config.stages()[-1][1]
+    echo = "; echo (each text read twice, the second copy pooled)" if getattr(last, "echo", False) else ""
     lines = ["# bivec LLM2Vec encoder", "",
              f"- base model: {config.model or 'bivec/default-base (SmolLM2-135M-Instruct)'}",
              f"- attention: {'bidirectional' if config.bidirectional else 'causal'}; pooling "
-             f"{getattr(config.stages()[-1][1], 'pooling')}; up to {results['max_length']} tokens per text",
+             f"{getattr(last, 'pooling')}{echo}; up to {results['max_length']} tokens per text",
              f"- data: {', '.join(str(d) for d in config.data) or 'none'}"
              + (f"; triplets: {', '.join(map(str, config.triplets))}" if config.triplets else
                 f"; SimCSE sentences: {', '.join(map(str, config.sentences))}"), "",

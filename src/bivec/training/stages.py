@@ -85,7 +85,8 @@ def _write_outputs(config: TrainConfig, stage: str, peft_model, tokenizer, check
     (out / LLM2VEC_CONFIG).write_text(json.dumps(llm2vec, indent=1) + "\n", encoding="utf-8")
     instruction = getattr(config, "instruction", "")
     prompts = {"query": instruction, "document": ""} if instruction else None
-    write_bivec_config(out, EncoderSettings(pooling, max_length, config.bidirectional, prompts), base=checkpoint.base,
+    settings = EncoderSettings(pooling, max_length, config.bidirectional, prompts, getattr(config, "echo", None))
+    write_bivec_config(out, settings, base=checkpoint.base,
                        adapters=[*checkpoint.adapters, out], mask_token=mask_token)
     args = {"stage": stage, "base_model": str(checkpoint.base), "adapters": [str(a) for a in checkpoint.adapters],
             "config": {k: v for k, v in asdict(config).items() if k != "data"} | {"data": [str(d) for d in config.data]}}
@@ -101,7 +102,8 @@ def _save_merged(config: TrainConfig, model: nn.Module, tokenizer, pooling: str)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     max_length = json.loads((Path(config.output_dir) / LLM2VEC_CONFIG).read_text(encoding="utf-8"))["max_length"]
-    write_bivec_config(out, EncoderSettings(pooling, max_length, config.bidirectional))
+    settings = EncoderSettings(pooling, max_length, config.bidirectional, echo=getattr(config, "echo", None))
+    write_bivec_config(out, settings)
     return out
 
 
@@ -217,7 +219,7 @@ def contrastive_model(config: ContrastiveConfig) -> tuple[Checkpoint, PreTrained
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     decoder = _lora(model, config)
     # The encoder gives the pooling masks (text tokens only: no padding, instruction or template).
-    encoder = Encoder(decoder, tokenizer, pooling=config.pooling, max_length=config.max_length)
+    encoder = Encoder(decoder, tokenizer, pooling=config.pooling, max_length=config.max_length, echo=config.echo)
     return checkpoint, tokenizer, decoder, encoder
 
 
