@@ -4,11 +4,14 @@ SimCSE / supervised training makes the encoder, on the shared STS files and CoNL
 Rows: causal; Bi; Bi+MNTP; Bi+SimCSE (no MNTP); causal+SimCSE; Bi+MNTP+SimCSE;
 Bi+MNTP+supervised (SICK triplets: non-commercial, so a benchmark row, never shipped); Bi+MNTP,
 Bi+MNTP+SimCSE and Bi+MNTP+supervised again with twice the MNTP steps (500: is 250 too little
-adaptation?); and the two causal rows again with weighted mean pooling (SGPT's pooling for causal
+adaptation?); the two causal rows again with weighted mean pooling (SGPT's pooling for causal
 models: token k weighs k, since under causal attention a later token has read more of the text),
-which causal+SimCSE also trains with. Each row: Spearman x100 per STS file and their average, word-probe token accuracy
-(the paper's metric for all three tasks) and span F1 for chunking and NER, training wall time and
-tokens/s.
+which causal+SimCSE also trains with; and those read with echo embeddings (each text twice, the
+second copy pooled, so that every pooled token has read the whole text): the untrained base, the
+shipped encoder as packaged (trained without echo), and causal+SimCSE trained with echo. Each row:
+Spearman x100 per STS file and their average, word-probe token accuracy (the paper's metric for all
+three tasks) and span F1 for chunking and NER, training wall time and tokens/s. The probes read the
+model's token states of a single copy, so echo leaves them as they are.
 
 Trained rows use the shipped recipe's stage settings (scripts/default_encoder.py), each in its own
 folder under ``--work``: Bi+MNTP+SimCSE is the whole recipe with bidirectional attention, its MNTP
@@ -57,15 +60,23 @@ ROWS = {
     "bi+mntp500": "Bi+MNTP, 500 MNTP steps",
     "bi+mntp500+simcse": "Bi+MNTP+SimCSE, 500 MNTP steps",
     "bi+mntp500+supervised": "Bi+MNTP+supervised, 500 MNTP steps",
+    "causal-wmean-echo": "causal, weighted mean, echo",
+    "shipped": "causal+SimCSE, weighted mean, read with echo (shipped)",
+    "causal+simcse-wmean-echo": "causal+SimCSE, weighted mean, trained and read with echo",
 }
 # The untrained rows: the base model with these Encoder.from_pretrained options.
 BASE_ROWS = {"causal": {"bidirectional": False}, "causal-wmean": {"bidirectional": False, "pooling": "weighted_mean"},
+             "causal-wmean-echo": {"bidirectional": False, "pooling": "weighted_mean", "echo": True},
              "bi": {"bidirectional": True}}
+# The packaged default with its own settings (the causal+simcse-wmean row's training, float16 adapter,
+# read with echo as scripts/default_encoder.py ships it).
+PACKAGED = {"shipped": "bivec/default"}
 RECIPE_SEED = 42
 # The recipe flags of each SimCSE row, the rows --seed trains again; the MNTP and supervised rows
 # reuse the MNTP stage of a Bi+MNTP+SimCSE row (MNTP_OF, SUPERVISED_ON).
 SEEDED = {"bi+simcse": ["--no-mntp", *SIMCSE], "causal+simcse": ["--no-mntp", "--causal", *SIMCSE],
-          "causal+simcse-wmean": SHIPPED, "bi+mntp+simcse": RECIPE,
+          "causal+simcse-wmean": SHIPPED, "causal+simcse-wmean-echo": [*SHIPPED, "--simcse", "echo=true"],
+          "bi+mntp+simcse": RECIPE,
           "bi+mntp500+simcse": [*MNTP, "--mntp", "steps=500", *SIMCSE]}
 MNTP_OF = {"bi+mntp": "bi+mntp+simcse", "bi+mntp500": "bi+mntp500+simcse"}
 SUPERVISED_ON = {"bi+mntp+supervised": "bi+mntp+simcse", "bi+mntp500+supervised": "bi+mntp500+simcse"}
@@ -115,6 +126,10 @@ def model_for(row: str, work: Path, seed: int = RECIPE_SEED) -> tuple[str, dict,
     """(model folder or name, Encoder.from_pretrained options, training logs) of a row, training it if needed."""
     if row in BASE_ROWS:
         return "bivec/default-base", BASE_ROWS[row], {}
+    if row in PACKAGED:
+        from bivec.models.default import shipped_encoder_dir
+
+        return PACKAGED[row], {}, _stages(shipped_encoder_dir())
     if row in SEEDED:
         folder = _trained(row, work, seed)
         return str(folder), {}, _stages(folder)
