@@ -316,6 +316,27 @@ def test_token_id_inputs_are_encoded_as_the_text_of_those_tokens(serve):
         assert response.json()["usage"]["prompt_tokens"] == 2 * len(item.input_ids)
 
 
+def test_token_id_inputs_to_an_echo_encoder_are_read_twice(tiny_model_dir):
+    encoder = Encoder.from_pretrained(tiny_model_dir, echo=True, bidirectional=False, max_length=8)
+    ids = encoder.tokenizer("a dog runs")["input_ids"]
+    with TestClient(create_app(encoder, ServerConfig(model_name="tiny", truncate=False))) as server:
+        response = embed(server, {"input": ids})
+        assert response.status_code == 200, response.text
+        # The tiny tokenizer splits on spaces, so the ids read twice are the text read twice.
+        np.testing.assert_allclose(response.json()["data"][0]["embedding"],
+                                   encoder.encode("a dog runs", normalize=True)[0], atol=1e-6)
+        assert response.json()["usage"]["prompt_tokens"] == 7
+        response = embed(server, {"input": encoder.tokenizer("a dog runs in the park")["input_ids"]})
+        assert response.status_code == 413 and ("input[0] has 13 tokens (echo reads them twice), more than "
+                                                "max_length=8") in response.json()["error"]["message"]
+    with TestClient(create_app(encoder, ServerConfig(model_name="tiny"))) as server:
+        # Cut so that both copies fit: the text's first 3 words, as encode cuts the text itself.
+        response = embed(server, {"input": encoder.tokenizer("a dog runs in the park")["input_ids"]})
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(response.json()["data"][0]["embedding"],
+                                   encoder.encode("a dog runs in the park", normalize=True)[0], atol=1e-6)
+
+
 def test_tokenize_counts_tokens_as_embeddings_does(serve):
     with serve() as server:
         response = server.post("/tokenize", json={"inputs": [TEXTS[0], "a dog"]})

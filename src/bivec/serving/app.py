@@ -208,7 +208,8 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
 
 def _token_inputs(encoder: Encoder, token_ids: list[list[int]], instruction: str | None, truncate: bool) -> list[Tokenized]:
     """Token-id inputs, encoded as given and pooled as a text of those tokens would be (its special
-    tokens left out)."""
+    tokens left out); an echo encoder reads them, then their non-special tokens again, and pools
+    the second copy (a sequence too long for both keeps its first half)."""
     if instruction:
         raise ApiError(400, "instruction applies to text inputs; token-id inputs carry their own tokens",
                        param="instruction")
@@ -219,13 +220,18 @@ def _token_inputs(encoder: Encoder, token_ids: list[list[int]], instruction: str
         bad = next((t for t in ids if not 0 <= t < vocab), None)
         if bad is not None:
             raise ApiError(400, f"input[{i}]: token id {bad} is outside the vocabulary (0 to {vocab - 1})", param="input")
-        if len(ids) > encoder.max_length:
+        length = len(ids) + (sum(t not in special for t in ids) if encoder.echo else 0)
+        if length > encoder.max_length:
             if not truncate:
-                raise ApiError(413, f"input is too long: input[{i}] has {len(ids)} tokens, more than "
+                echoed = " (echo reads them twice)" if encoder.echo else ""
+                raise ApiError(413, f"input is too long: input[{i}] has {length} tokens{echoed}, more than "
                                     f"max_length={encoder.max_length}", param="input")
-            ids = ids[: encoder.max_length]
+            ids = ids[: encoder.max_length // 2 if encoder.echo else encoder.max_length]
         mask = [int(t not in special) for t in ids]
-        items.append(Tokenized(list(ids), mask if any(mask) else [1] * len(ids)))
+        mask = mask if any(mask) else [1] * len(ids)
+        if encoder.echo:
+            ids, mask = ids + [t for t, m in zip(ids, mask) if m], [0] * len(ids) + [1] * sum(mask)
+        items.append(Tokenized(list(ids), mask))
     return items
 
 
