@@ -49,6 +49,7 @@ def test_cli_writes_json_markdown_and_png_and_compares_models(tiny_model_dir, tm
     from checkpoint_layouts import build_adapter
 
     other = build_adapter(tiny_model_dir, tmp_path / "adapter", seed=3)
+    (other / "bivec_config.json").write_text('{"echo": true}')  # the analysis reads each text once all the same
     data = tmp_path / "texts.txt"
     data.write_text("\n".join(TEXTS) + "\n")
     out = tmp_path / "analysis"
@@ -57,6 +58,7 @@ def test_cli_writes_json_markdown_and_png_and_compares_models(tiny_model_dir, tm
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "analysis.json").read_text())
     assert [a["model"] for a in saved] == [tiny_model_dir.name, "adapter"]
+    assert saved[0]["tokens"] == saved[1]["tokens"]
     assert "| layer | " in (out / "analysis.md").read_text()
     assert (out / "analysis.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

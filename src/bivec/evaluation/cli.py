@@ -279,8 +279,9 @@ def analyze(
     names = [model, *(compare or [])]
     results = []
     for index, name in enumerate(names):
+        # The analysis is of the model's states over each text once: an echo setting would double the texts.
         options = load_options(name, adapter if index == 0 else None, False, None, None, dtype, False, allow_pickle,
-                               trust_remote_code)
+                               trust_remote_code, echo=False)
         # A model that fails the switch is loaded causal, so that analyze() says why it cannot be switched.
         encoder, _ = options.load_or_causal()
         label = Path(name).name if name else "bivec-default"
