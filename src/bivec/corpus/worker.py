@@ -19,8 +19,8 @@ class WorkerSettings:
     """How each worker loads and runs its Encoder (see ``Encoder.from_pretrained`` / ``encode``).
 
     Over-long texts are bad rows unless ``truncate`` is True; ``max_batch_tokens`` is the
-    padded-token budget of one forward pass. ``pooling`` and ``max_length`` left at None come from
-    the checkpoint, as in every command.
+    padded-token budget of one forward pass. ``pooling``, ``max_length`` and ``echo`` left at None
+    come from the checkpoint, as in every command.
 
     Example:
         >>> WorkerSettings(model="~/models/my-llm2vec", pooling="mean", normalize=True)  # doctest: +SKIP
