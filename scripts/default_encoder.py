@@ -74,25 +74,26 @@ def package(trained: Path, target: Path) -> None:
 
 def encode_as_shipped(target: Path) -> dict:
     """Record ``ENCODING`` in ``target``'s bivec_config.json, score the folder as it now loads, and
-    add the scores to its results.json and model card (the training run's own scores stay)."""
-    from bivec.training.recipe import evaluate_folder
+    add the scores to its results.json and model card (the training run's own scores stay). Each
+    file is replaced whole; run it again after an interruption."""
+    from bivec.textio import atomic_write
+    from bivec.training.recipe import evaluate_folder, sts_table
+
+    def write(name: str, text: str) -> None:
+        atomic_write(target / name, lambda tmp: Path(tmp).write_text(text))
 
     config = json.loads((target / "bivec_config.json").read_text())
-    (target / "bivec_config.json").write_text(json.dumps(config | ENCODING, indent=2) + "\n")
+    write("bivec_config.json", json.dumps(config | ENCODING, indent=2) + "\n")
     scores = evaluate_folder(target, STS)
     results = json.loads((target / "results.json").read_text())
-    results["shipped"] = {"encoding": ENCODING, "scores": scores}
-    (target / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write("results.json", json.dumps(results | {"shipped": {"encoding": ENCODING, "scores": scores}}, indent=1) + "\n")
     card = (target / "README.md").read_text().split(_SHIPPED_HEADING)[0].rstrip("\n")
-    spearman = scores["spearman"]
-    card += "\n".join([
-        "", "", _SHIPPED_HEADING, "",
+    write("README.md", "\n".join([
+        card, "", _SHIPPED_HEADING, "",
         f"Encoding settings added at packaging: {json.dumps(ENCODING)} (echo: each text is read twice and the "
         "second copy pooled, so that under causal attention every pooled token has read the whole text; "
         "the adapter was trained on single copies). STS Spearman x100 as shipped (cosine, float32):", "",
-        "| " + " | ".join(spearman) + " | average |", "|" + "---|" * (len(spearman) + 1),
-        "| " + " | ".join(f"{v:.2f}" for v in spearman.values()) + f" | {scores['average']:.2f} |", ""])
-    (target / "README.md").write_text(card)
+        *sts_table(scores), ""]))
     return scores
 
 

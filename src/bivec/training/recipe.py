@@ -237,6 +237,13 @@ def evaluate_folder(folder: str | Path, files: list[str | Path]) -> dict[str, An
             "eval_s": round(time.perf_counter() - start, 1)}
 
 
+def sts_table(scores: dict[str, Any]) -> list[str]:
+    """The Markdown lines of :func:`evaluate_folder`'s scores: a column per file, then the average."""
+    spearman = scores["spearman"]
+    return ["| " + " | ".join(spearman) + " | average |", "|" + "---|" * (len(spearman) + 1),
+            "| " + " | ".join(f"{v:.2f}" for v in spearman.values()) + f" | {scores['average']:.2f} |"]
+
+
 def model_card(config: LLM2VecConfig, results: dict[str, Any]) -> str:
     """The folder's README.md: base, data, stages, scores and the command that reproduces it."""
     last = config.stages()[-1][1]
@@ -255,10 +262,7 @@ def model_card(config: LLM2VecConfig, results: dict[str, Any]) -> str:
                      f"{log['lora_r']} | {log['mixed_precision']} | {log['wall_s']:.0f} | {log['tokens_per_s']:.0f} | "
                      f"{log['final_loss']:.4f} |")
     if results["scores"]:
-        spearman = results["scores"]["spearman"]
-        lines += ["", "STS Spearman x100 (cosine, float32):", "",
-                  "| " + " | ".join(spearman) + " | average |", "|" + "---|" * (len(spearman) + 1),
-                  "| " + " | ".join(f"{v:.2f}" for v in spearman.values()) + f" | {results['scores']['average']:.2f} |"]
+        lines += ["", "STS Spearman x100 (cosine, float32):", "", *sts_table(results["scores"])]
     if config.command:
         lines += ["", "Reproduce:", "", "```bash", config.command, "```"]
     lines += ["", "Load: `bivec encode --model THIS_FOLDER \"a text\"` or "
