@@ -4,7 +4,7 @@ import torch
 
 import bivec.encoder as encoder_module
 from bivec import BidirectionalError, Encoder
-from bivec.encoder import DEFAULT_BATCH_SIZE, plan_batches
+from bivec.encoder import DEFAULT_BATCH_SIZE, InputTooLongError, plan_batches
 
 TEXTS = [
     "a man plays a guitar .",
@@ -155,6 +155,28 @@ def test_echo_cuts_a_long_text_so_that_both_copies_fit(tiny_model_dir):
         echo.encode(["a man plays a guitar in the park"], truncate=False)
     with pytest.raises(ValueError, match=r"inputs\[0\] keeps no text token within max_length=8"):
         echo.encode([["represent the sentence for retrieve and find", "a dog"]])
+
+
+def test_token_ids_are_pooled_as_the_text_of_those_tokens(tiny_model_dir):
+    for echo in (False, True):
+        encoder = Encoder.from_pretrained(tiny_model_dir, echo=echo, chat_template=False, bidirectional=False,
+                                          max_length=8)
+        ids = encoder.tokenizer("a dog runs")["input_ids"]
+        (item,) = encoder.tokenize_ids([ids])
+        assert item == encoder.tokenize(["a dog runs"])[0]
+        # Too long: echo keeps the first half of the ids, as it keeps a text's beginning.
+        long_ids = encoder.tokenizer("a man plays a guitar in the park")["input_ids"]
+        np.testing.assert_allclose(encoder.encode_tokenized(encoder.tokenize_ids([long_ids])),
+                                   encoder.encode(["a man plays a guitar in the park"]), atol=1e-5)
+        echoed = r" \(echo reads them twice\)" if echo else ""
+        with pytest.raises(InputTooLongError, match=rf"inputs\[0\] has {17 if echo else 9} tokens{echoed}, more than "
+                                                    r"max_length=8"):
+            encoder.tokenize_ids([long_ids], truncate=False)
+    with pytest.raises(ValueError, match=r"inputs\[1\]: token id 128 is outside the vocabulary \(0 to 127\)"):
+        encoder.tokenize_ids([ids, [5, 128]])
+    # Ids that are all special tokens are pooled as they are rather than left with nothing to pool.
+    (item,) = Encoder.from_pretrained(tiny_model_dir).tokenize_ids([[encoder.tokenizer.bos_token_id]])
+    assert item.pooling_mask == [1]
 
 
 def test_causal_mode_differs_from_bidirectional(tiny_model_dir, encoder):

@@ -47,6 +47,10 @@ class Tokenized:
     pooling_mask: list[int]
 
 
+class InputTooLongError(ValueError):
+    """An input does not fit in ``max_length`` tokens and truncation is off (or it leaves no text)."""
+
+
 def _validate(inputs: EncodeInput | Sequence[EncodeInput]) -> list[tuple[str, str]]:
     """Normalise to (instruction, text) pairs, naming the first bad item in the error."""
     if isinstance(inputs, str):
@@ -360,17 +364,53 @@ class Encoder:
             if len(ids) > self.max_length:
                 if not truncate:
                     echoed = " (echo reads the text twice)" if self.echo else ""
-                    raise ValueError(
+                    raise InputTooLongError(
                         f"inputs[{i}] has {len(ids)} tokens{echoed}, more than max_length={self.max_length}"
                     )
                 ids, offsets = ids[: self.max_length], offsets[: self.max_length]
             mask = [int(b > a and b > start and a < end) for a, b in offsets]
             if not any(mask):
-                raise ValueError(
+                raise InputTooLongError(
                     f"inputs[{i}] keeps no text token within max_length={self.max_length} "
                     "(the instruction or template fills it)"
                 )
             out.append(Tokenized(list(ids), mask))
+        return out
+
+    def tokenize_ids(self, token_ids: Sequence[Sequence[int]], *, truncate: bool = True) -> list[Tokenized]:
+        """:meth:`tokenize` for inputs that are token ids: each is read as given and pooled as a text
+        of those tokens would be (its special tokens left out). An echo encoder reads the ids, then
+        their non-special tokens again, and pools the second copy; a sequence too long for both keeps
+        its first half, as a text keeps its beginning.
+
+        Ids outside the vocabulary raise a ValueError, and sequences longer than ``max_length`` an
+        :class:`InputTooLongError` when ``truncate=False``.
+
+        Example:
+            >>> ids = encoder.tokenizer("a text")["input_ids"]  # doctest: +SKIP
+            >>> encoder.encode_tokenized(encoder.tokenize_ids([ids]))  # doctest: +SKIP
+        """
+        vocab = self.model.get_input_embeddings().num_embeddings
+        special = set(self.tokenizer.all_special_ids)
+        out = []
+        for i, ids in enumerate(token_ids):
+            ids = list(ids)
+            bad = next((t for t in ids if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise ValueError(f"inputs[{i}]: token id {bad} is outside the vocabulary (0 to {vocab - 1})")
+            length = len(ids) + (sum(t not in special for t in ids) if self.echo else 0)
+            if length > self.max_length:
+                if not truncate:
+                    echoed = " (echo reads them twice)" if self.echo else ""
+                    raise InputTooLongError(
+                        f"inputs[{i}] has {length} tokens{echoed}, more than max_length={self.max_length}"
+                    )
+                ids = ids[: self.max_length // 2 if self.echo else self.max_length]
+            mask = [int(t not in special) for t in ids]
+            mask = mask if any(mask) else [1] * len(ids)
+            if self.echo:
+                ids, mask = ids + [t for t, m in zip(ids, mask) if m], [0] * len(ids) + [1] * sum(mask)
+            out.append(Tokenized(ids, mask))
         return out
 
     def _tokenize_formatted(self, formatted: list[tuple[str, int, int, bool]]) -> list[tuple[list[int], list]]:
@@ -519,8 +559,7 @@ class Encoder:
         dimensions: int | None = None,
         show_progress: bool | None = None,
     ) -> np.ndarray:
-        """:meth:`encode` for inputs already through :meth:`tokenize` (or token ids given as
-        ``Tokenized(ids, [1] * len(ids))``), so that a caller who tokenised to count or check
+        """:meth:`encode` for inputs already through :meth:`tokenize` or :meth:`tokenize_ids`, so that a caller who tokenised to count or check
         tokens does not tokenise twice.
 
         Example:

@@ -166,7 +166,7 @@ BAD_BODIES = [
     ({"input": [[1, "a"]]}, 422, "input[0] must be a non-empty list of token ids (integers)"),
     ({"input": ["a", 3]}, 422, "input[1] must be a string like the other items, got a number"),
     ({"input": ["a", None]}, 422, "input[1] must be a string like the other items, got null"),
-    ({"input": [1, 100000]}, 400, "input[0]: token id 100000 is outside the vocabulary (0 to 127)"),
+    ({"input": [1, 100000]}, 400, "inputs[0]: token id 100000 is outside the vocabulary (0 to 127)"),
     ({"input": [5, 6], "instruction": "q"}, 400, "instruction applies to text inputs; token-id inputs carry their own tokens"),
     ({}, 422, "input: Field required"),
     ({"input": "a", "dimensions": "8"}, 422, "dimensions: Input should be a valid integer"),
@@ -327,7 +327,7 @@ def test_token_id_inputs_to_an_echo_encoder_are_read_twice(tiny_model_dir):
                                    encoder.encode("a dog runs", normalize=True)[0], atol=1e-6)
         assert response.json()["usage"]["prompt_tokens"] == 7
         response = embed(server, {"input": encoder.tokenizer("a dog runs in the park")["input_ids"]})
-        assert response.status_code == 413 and ("input[0] has 13 tokens (echo reads them twice), more than "
+        assert response.status_code == 413 and ("inputs[0] has 13 tokens (echo reads them twice), more than "
                                                 "max_length=8") in response.json()["error"]["message"]
     with TestClient(create_app(encoder, ServerConfig(model_name="tiny"))) as server:
         # Cut so that both copies fit: the text's first 3 words, as encode cuts the text itself.

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bivec.encoder import Encoder, Tokenized
+from bivec.encoder import Encoder, InputTooLongError
 from bivec.serving.batcher import BatcherClosedError, DynamicBatcher, QueueFullError
 from bivec.serving.config import ServerConfig
 from bivec.serving.metrics import ServerMetrics
@@ -141,16 +141,20 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
                 raise ApiError(400, f"unknown prompt_name {body.prompt_name!r}; this model's prompts: {known}",
                                param="prompt_name")
         instruction = encoder.prompts[body.prompt_name] if body.prompt_name is not None else body.instruction
-        if body.token_ids is not None:
-            tokenized = _token_inputs(encoder, body.token_ids, instruction, config.truncate)
-        else:
-            texts = body.texts
-            _check_unicode(texts, instruction)
-            items = [[instruction, text] for text in texts] if instruction else texts
-            try:
+        try:
+            if body.token_ids is not None:
+                if instruction:
+                    raise ApiError(400, "instruction applies to text inputs; token-id inputs carry their own tokens",
+                                   param="instruction")
+                tokenized = encoder.tokenize_ids(body.token_ids, truncate=config.truncate)
+            else:
+                _check_unicode(body.texts, instruction)
+                items = [[instruction, text] for text in body.texts] if instruction else body.texts
                 tokenized = await run_in_threadpool(encoder.tokenize, items, truncate=config.truncate)
-            except ValueError as exc:  # the schema admits only non-empty strings, so this is about length
-                raise ApiError(413, f"input is too long: {exc}", param="input") from exc
+        except InputTooLongError as exc:
+            raise ApiError(413, f"input is too long: {exc}", param="input") from exc
+        except ValueError as exc:  # the schema admits only non-empty strings, so this is a token id
+            raise ApiError(400, str(exc), param="input") from exc
         tokens = sum(len(t.input_ids) for t in tokenized)
         busy = {"Retry-After": str(config.retry_after_s)}
         try:
@@ -204,35 +208,6 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def _token_inputs(encoder: Encoder, token_ids: list[list[int]], instruction: str | None, truncate: bool) -> list[Tokenized]:
-    """Token-id inputs, encoded as given and pooled as a text of those tokens would be (its special
-    tokens left out); an echo encoder reads them, then their non-special tokens again, and pools
-    the second copy (a sequence too long for both keeps its first half)."""
-    if instruction:
-        raise ApiError(400, "instruction applies to text inputs; token-id inputs carry their own tokens",
-                       param="instruction")
-    vocab = encoder.model.get_input_embeddings().num_embeddings
-    special = set(encoder.tokenizer.all_special_ids)
-    items = []
-    for i, ids in enumerate(token_ids):
-        bad = next((t for t in ids if not 0 <= t < vocab), None)
-        if bad is not None:
-            raise ApiError(400, f"input[{i}]: token id {bad} is outside the vocabulary (0 to {vocab - 1})", param="input")
-        length = len(ids) + (sum(t not in special for t in ids) if encoder.echo else 0)
-        if length > encoder.max_length:
-            if not truncate:
-                echoed = " (echo reads them twice)" if encoder.echo else ""
-                raise ApiError(413, f"input is too long: input[{i}] has {length} tokens{echoed}, more than "
-                                    f"max_length={encoder.max_length}", param="input")
-            ids = ids[: encoder.max_length // 2 if encoder.echo else encoder.max_length]
-        mask = [int(t not in special) for t in ids]
-        mask = mask if any(mask) else [1] * len(ids)
-        if encoder.echo:
-            ids, mask = ids + [t for t, m in zip(ids, mask) if m], [0] * len(ids) + [1] * sum(mask)
-        items.append(Tokenized(list(ids), mask))
-    return items
 
 
 def _check_unicode(texts: list[str], instruction: str | None) -> None:
