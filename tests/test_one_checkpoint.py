@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from bivec import Encoder
 from bivec.cli import app
-from bivec.cli_options import LoadOptions
+from bivec.cli_options import LoadOptions, load_encoder
 from bivec.corpus import read_embeddings
 from bivec.serving import ServerConfig, create_app
 from bivec.training.config import MNTPConfig, SimCSEConfig
@@ -66,7 +66,7 @@ def test_every_command_gives_the_same_vector(trained, tmp_path):
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(np.load(tmp_path / "v.npy")[0], expected, atol=1e-6)
 
-    with TestClient(create_app(LoadOptions(model=str(trained)).load(), ServerConfig(normalize=False))) as served:
+    with TestClient(create_app(load_encoder(LoadOptions(model=str(trained))), ServerConfig(normalize=False))) as served:
         answer = served.post("/v1/embeddings", json={"input": LONG, "model": "bivec"})
     assert answer.status_code == 200, answer.text
     np.testing.assert_allclose(answer.json()["data"][0]["embedding"], expected, atol=1e-5)

@@ -20,7 +20,9 @@ from bivec.cli_options import (
     PoolingOption,
     TrustRemoteCodeOption,
     fail,
+    load_encoder,
     load_options,
+    load_or_causal,
 )
 from bivec.corpus.cli import app as corpus_app
 from bivec.encoder import DEFAULT_BATCH_SIZE
@@ -132,7 +134,7 @@ def encode(
     if output is None and len(texts) > _PRINT_LIMIT:
         fail(f"{len(texts)} texts: give --output FILE (.npy, .parquet or .jsonl) to save more than {_PRINT_LIMIT}")
 
-    encoder = options.load()
+    encoder = load_encoder(options)
     try:
         vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize,
                                  dimensions=dimensions, batch_size=batch_size, show_progress=progress,
@@ -178,7 +180,7 @@ def info(
 
     options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code,
                            backend, echo=echo)
-    encoder, refused = options.load_or_causal()
+    encoder, refused = load_or_causal(options)
     if refused is not None:
         bidirectional = f"no: {refused}"
     else:

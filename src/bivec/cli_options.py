@@ -8,12 +8,12 @@ and a flag given wins. Subcommands import this module, never the root ``bivec.cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
 from bivec.backends import BACKEND_HELP, check_backend_name
+from bivec.models.loading import LoadOptions
 from bivec.precision import COMPILE_HELP, DTYPE_HELP
 
 if TYPE_CHECKING:
@@ -46,56 +46,30 @@ def fail(problem: Exception | str) -> NoReturn:
     raise typer.Exit(2)
 
 
-@dataclass(frozen=True)
-class LoadOptions:
-    """The command-line options that load an encoder; ``None`` leaves a setting to the checkpoint.
+def load_encoder(options: LoadOptions) -> Encoder:
+    """The encoder, or exit 2 with the error when the model cannot be loaded as asked."""
+    from bivec.encoder import Encoder
 
-    Example:
-        >>> LoadOptions(model="out/encoder", causal=False).load()  # doctest: +SKIP
-    """
+    try:
+        return Encoder.from_pretrained(options.model, **options.encoder_kwargs())
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        fail(exc)
 
-    model: str | None = None
-    adapters: tuple[str, ...] = ()
-    causal: bool = False
-    pooling: str | None = None
-    max_length: int | None = None
-    dtype: str | None = "auto"
-    compile: bool = False
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-    backend: str = "torch"
-    echo: bool | None = None
 
-    def encoder_kwargs(self) -> dict:
-        """Keyword arguments of ``Encoder.from_pretrained`` (after the path)."""
-        return dict(adapters=list(self.adapters), bidirectional=False if self.causal else None, pooling=self.pooling,
-                    max_length=self.max_length, dtype=self.dtype, allow_pickle=self.allow_pickle,
-                    trust_remote_code=self.trust_remote_code, compile=self.compile, backend=self.backend,
-                    echo=self.echo)
+def load_or_causal(options: LoadOptions) -> tuple[Encoder, Exception | None]:
+    """The encoder and None; or, for a model that fails bivec's bidirectional check, the model
+    loaded causal and the check's error, for commands that report on models (info, analyze)."""
+    from dataclasses import replace
 
-    def load(self) -> Encoder:
-        """The encoder, or exit 2 with the error when the model cannot be loaded as asked."""
-        from bivec.encoder import Encoder
+    from bivec.attention import BidirectionalError
+    from bivec.encoder import Encoder
 
-        try:
-            return Encoder.from_pretrained(self.model, **self.encoder_kwargs())
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            fail(exc)
-
-    def load_or_causal(self) -> tuple[Encoder, Exception | None]:
-        """The encoder and None; or, for a model that fails bivec's bidirectional check, the model
-        loaded causal and the check's error, for commands that report on models (info, analyze)."""
-        from dataclasses import replace
-
-        from bivec.attention import BidirectionalError
-        from bivec.encoder import Encoder
-
-        try:
-            return Encoder.from_pretrained(self.model, **self.encoder_kwargs()), None
-        except BidirectionalError as exc:
-            return replace(self, causal=True).load(), exc
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            fail(exc)
+    try:
+        return Encoder.from_pretrained(options.model, **options.encoder_kwargs()), None
+    except BidirectionalError as exc:
+        return load_encoder(replace(options, causal=True)), exc
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        fail(exc)
 
 
 def load_options(model: str | None, adapter: list[str] | None, causal: bool, pooling: str | None,

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +41,9 @@ def test_local_engine_embeds_every_row_like_the_encoder(tiny_model_dir, corpus_f
     assert manifest["status"] == "complete" and manifest["rows"] == 2000 and manifest["dim"] == 32
     assert manifest["encoder"] == {"model": str(tiny_model_dir.resolve()), "adapters": [], "causal": False,
                                    "pooling": None, "max_length": None, "dtype": None, "normalize": False,
-                                   "truncate": False, "backend": "torch", "echo": None}
+                                   "truncate": False, "backend": "torch", "echo": None,
+                                   "checkpoint_settings": {"pooling": None, "max_length": None, "bidirectional": None,
+                                                           "prompts": None, "echo": None}}
     assert [s["rows"] for s in manifest["shards"]] == [500] * 4
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("part-")) == ["errors.jsonl", "manifest.json"]
 
@@ -195,6 +198,18 @@ def test_other_settings_on_an_existing_output_are_refused(tiny_model_dir, tmp_pa
     speed_only = {"batch_size": 7, "max_batch_tokens": 64, "compile": True}
     summary = embed_corpus(path, tmp_path / "out", config(tiny_model_dir, encoder=speed_only))
     assert (summary.rows, summary.resumed_shards, summary.rows_this_run) == (1, 1, 0)
+
+
+def test_a_checkpoint_whose_recorded_settings_changed_is_refused(tiny_model_dir, tmp_path, write_jsonl):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    path = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "a dog"}])
+    embed_corpus(path, tmp_path / "out", config(model))
+    # The same flags, but the checkpoint now records another pooling: its vectors would differ.
+    (model / "bivec_config.json").write_text(json.dumps({"pooling": "eos"}))
+    with pytest.raises(CorpusError, match=r"holds a run with other settings \(encoder: .*'checkpoint_settings': "
+                                          r"\{'pooling': None.*'pooling': 'eos'"):
+        embed_corpus(path, tmp_path / "out", config(model))
 
 
 _KILL_SCRIPT = """

@@ -84,12 +84,18 @@ def _check_config(config: CorpusConfig) -> None:
     for name in ("shard_size", "block_rows"):
         if getattr(config, name) < 1:
             raise CorpusError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
-    config.encoder.check(load_model_here=config.engine == "local" or config.ray.address is None)
+    config.encoder.check(load_model_here=_loads_model_here(config))
+
+
+def _loads_model_here(config: CorpusConfig) -> bool:
+    """Whether the model files are this machine's (a remote Ray cluster has its own)."""
+    return config.engine == "local" or config.ray.address is None
 
 
 def _settings_record(config: CorpusConfig) -> dict[str, Any]:
     """What must match for a rerun to reuse an output's finished shards."""
-    return {"encoder": config.encoder.identity(), "columns": asdict(config.columns), "shard_size": config.shard_size}
+    return {"encoder": config.encoder.identity(load_model_here=_loads_model_here(config)),
+            "columns": asdict(config.columns), "shard_size": config.shard_size}
 
 
 def _prepare_output(output: Path, record: dict[str, Any]) -> None:

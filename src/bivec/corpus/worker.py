@@ -12,35 +12,27 @@ import pyarrow as pa
 
 from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.models.default import DEFAULT_BASE, DEFAULT_ENCODER
+from bivec.models.loading import LoadOptions
 
 
 @dataclass(frozen=True)
-class WorkerSettings:
-    """How each worker loads and runs its Encoder (see ``Encoder.from_pretrained`` / ``encode``).
+class WorkerSettings(LoadOptions):
+    """How each worker loads its Encoder (the load options every command shares; ``pooling``,
+    ``max_length`` and ``echo`` left at None come from the checkpoint) and runs ``encode``.
 
     Over-long texts are bad rows unless ``truncate`` is True; ``max_batch_tokens`` is the
-    padded-token budget of one forward pass. ``pooling``, ``max_length`` and ``echo`` left at None
-    come from the checkpoint, as in every command.
+    padded-token budget of one forward pass. ``dtype`` defaults to None (float32 on the CPU,
+    bfloat16 on CUDA), not ``auto``: every worker must produce vectors in the same precision.
 
     Example:
         >>> WorkerSettings(model="~/models/my-llm2vec", pooling="mean", normalize=True)  # doctest: +SKIP
     """
 
-    model: str | None = None
-    adapters: tuple[str, ...] = ()
-    causal: bool = False
-    pooling: str | None = None
-    max_length: int | None = None
     dtype: str | None = None
     normalize: bool = False
     truncate: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
     max_batch_tokens: int | None = None
-    compile: bool = False
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-    backend: str = "torch"
-    echo: bool | None = None
 
     def check(self, *, load_model_here: bool) -> None:
         """Raise a ValueError naming the bad setting before any worker starts; the model path is
@@ -63,14 +55,22 @@ class WorkerSettings:
         if load_model_here:
             resolve_checkpoint(self.model, self.adapters, allow_pickle=self.allow_pickle)
 
-    def identity(self) -> dict[str, Any]:
-        """The settings that decide the vectors; recorded in the manifest and in shard names."""
+    def identity(self, *, load_model_here: bool) -> dict[str, Any]:
+        """The settings that decide the vectors; recorded in the manifest and in shard names. Where
+        this process would load the model, they include the settings its checkpoint records, so that
+        a ``bivec_config.json`` changed between two runs of one output is noticed like a changed flag."""
+        from bivec.models.checkpoint import resolve_checkpoint
+
         named = self.model is None or str(self.model) in (DEFAULT_ENCODER, DEFAULT_BASE)
         model = f"bivec: {self.model or DEFAULT_ENCODER}" if named else str(Path(self.model).expanduser().resolve())
         fields = asdict(self)
         for not_in_vectors in ("batch_size", "max_batch_tokens", "compile", "allow_pickle", "trust_remote_code"):
             fields.pop(not_in_vectors)
-        return {**fields, "model": model, "adapters": [str(Path(a).expanduser().resolve()) for a in self.adapters]}
+        identity = {**fields, "model": model, "adapters": [str(Path(a).expanduser().resolve()) for a in self.adapters]}
+        if load_model_here:
+            recorded = resolve_checkpoint(self.model, self.adapters, allow_pickle=self.allow_pickle).settings
+            identity["checkpoint_settings"] = asdict(recorded)
+        return identity
 
 
 class BlockEncoder:
@@ -90,12 +90,7 @@ class BlockEncoder:
         from bivec.encoder import Encoder
 
         self.settings = settings
-        self.encoder = Encoder.from_pretrained(
-            settings.model, adapters=list(settings.adapters), bidirectional=False if settings.causal else None,
-            pooling=settings.pooling, max_length=settings.max_length, dtype=settings.dtype, compile=settings.compile,
-            allow_pickle=settings.allow_pickle, trust_remote_code=settings.trust_remote_code, backend=settings.backend,
-            echo=settings.echo,
-        )
+        self.encoder = Encoder.from_pretrained(settings.model, **settings.encoder_kwargs())
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         keys, embeddings, errors = [], [], []

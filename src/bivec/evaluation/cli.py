@@ -25,7 +25,9 @@ from bivec.cli_options import (
     PoolingOption,
     TrustRemoteCodeOption,
     fail,
+    load_encoder,
     load_options,
+    load_or_causal,
 )
 from bivec.encoder import DEFAULT_BATCH_SIZE, Encoder
 from bivec.evaluation.report import EvalResult, compare_markdown, compare_plot
@@ -73,7 +75,7 @@ def _load_for(options: LoadOptions, output: Path | None, markdown: Path | None) 
     (an evaluation's time includes loading)."""
     _check_output(output, markdown)
     start = time.perf_counter()
-    return options.load(), start
+    return load_encoder(options), start
 
 
 def _finish(result: EvalResult, output: Path | None, markdown: Path | None) -> None:
@@ -283,7 +285,7 @@ def analyze(
         options = load_options(name, adapter if index == 0 else None, False, None, None, dtype, False, allow_pickle,
                                trust_remote_code, echo=False)
         # A model that fails the switch is loaded causal, so that analyze() says why it cannot be switched.
-        encoder, _ = options.load_or_causal()
+        encoder, _ = load_or_causal(options)
         label = Path(name).name if name else "bivec-default"
         try:
             results.append(analysis.analyze(encoder, texts, name=label, layers=chosen))

@@ -16,6 +16,7 @@ from bivec.cli_options import (
     PoolingOption,
     TrustRemoteCodeOption,
     fail,
+    load_encoder,
     load_options,
 )
 
@@ -95,7 +96,7 @@ def merged(
         fail(f"{out}: exists and is not an empty folder; choose a new one")
     options = load_options(model, adapter, causal, pooling, max_length, dtype, False, allow_pickle, trust_remote_code,
                            echo=echo)
-    encoder = options.load()
+    encoder = load_encoder(options)
     try:
         export_merged(encoder, out)
     except MergedExportError as exc:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -99,3 +101,33 @@ def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False) -> PreT
         # Any id works: padded positions are masked out of attention and pooling.
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
     return tokenizer
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load an encoder, as every command takes it: a setting left at ``None`` comes from the
+    checkpoint (``bivec_config.json`` / ``llm2vec_config.json``), else the encoder's default.
+
+    Example:
+        >>> options = LoadOptions(model="out/encoder", causal=True)  # doctest: +SKIP
+        >>> Encoder.from_pretrained(options.model, **options.encoder_kwargs())  # doctest: +SKIP
+    """
+
+    model: str | None = None
+    adapters: tuple[str, ...] = ()
+    causal: bool = False
+    pooling: str | None = None
+    max_length: int | None = None
+    dtype: str | None = "auto"
+    compile: bool = False
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    backend: str = "torch"
+    echo: bool | None = None
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``Encoder.from_pretrained`` (after the path)."""
+        return dict(adapters=list(self.adapters), bidirectional=False if self.causal else None, pooling=self.pooling,
+                    max_length=self.max_length, dtype=self.dtype, allow_pickle=self.allow_pickle,
+                    trust_remote_code=self.trust_remote_code, compile=self.compile, backend=self.backend,
+                    echo=self.echo)

@@ -19,6 +19,7 @@ from bivec.cli_options import (
     PoolingOption,
     TrustRemoteCodeOption,
     fail,
+    load_encoder,
     load_options,
 )
 from bivec.serving.config import ServerConfig
@@ -90,7 +91,7 @@ def serve(
         sock = _bind(host, port)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(exc)
-    encoder = options.load()
+    encoder = load_encoder(options)
     encoder.encode(["warm up"], show_progress=False)
     bound_host, bound_port = sock.getsockname()[:2]
     typer.echo(f"bivec: serving {config.model_name!r} ({encoder.dim} dims) on http://{bound_host}:{bound_port}/v1")
