@@ -117,8 +117,8 @@ def test_dimensions_truncate_before_normalizing(encoder):
 
 def test_truncation_and_raise(tiny_model_dir):
     encoder = Encoder.from_pretrained(tiny_model_dir, max_length=4)
-    (item,) = encoder.tokenize(["a man plays a guitar ."])
-    assert len(item.input_ids) == 4
+    cut, whole = encoder.tokenize(["a man plays a guitar .", "a dog"])
+    assert len(cut.input_ids) == 4 and cut.truncated and not whole.truncated
     with pytest.raises(ValueError, match=r"inputs\[1\] has 7 tokens, more than max_length=4"):
         encoder.encode(["a dog", "a man plays a guitar ."], truncate=False)
     with pytest.raises(ValueError, match=r"inputs\[0\] keeps no text token within max_length=4"):
@@ -149,7 +149,9 @@ def test_echo_cuts_a_long_text_so_that_both_copies_fit(tiny_model_dir):
     tokens = echo.tokenizer.convert_ids_to_tokens(item.input_ids)
     # BOS + 3 tokens twice fit in 8: the text's beginning, read twice, the second copy pooled.
     assert tokens == ["<s>", "a", "man", "plays", "a", "man", "plays"]
-    assert item.pooling_mask == [0, 0, 0, 0, 1, 1, 1]
+    assert item.pooling_mask == [0, 0, 0, 0, 1, 1, 1] and item.truncated
+    # A text that fits once but not twice is cut too.
+    assert echo.tokenize(["a man plays a guitar"])[0].truncated and not echo.tokenize(["a man"])[0].truncated
     with pytest.raises(ValueError, match=r"inputs\[0\] has 17 tokens \(echo reads the text twice\), more than "
                                          r"max_length=8"):
         echo.encode(["a man plays a guitar in the park"], truncate=False)
@@ -163,7 +165,8 @@ def test_token_ids_are_pooled_as_the_text_of_those_tokens(tiny_model_dir):
                                           max_length=8)
         ids = encoder.tokenizer("a dog runs")["input_ids"]
         (item,) = encoder.tokenize_ids([ids])
-        assert item == encoder.tokenize(["a dog runs"])[0]
+        assert item == encoder.tokenize(["a dog runs"])[0] and not item.truncated
+        assert encoder.tokenize_ids([encoder.tokenizer("a man plays a guitar in the park")["input_ids"]])[0].truncated
         # Too long: echo keeps the first half of the ids, as it keeps a text's beginning.
         long_ids = encoder.tokenizer("a man plays a guitar in the park")["input_ids"]
         np.testing.assert_allclose(encoder.encode_tokenized(encoder.tokenize_ids([long_ids])),

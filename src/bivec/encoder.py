@@ -41,10 +41,12 @@ DEFAULT_BATCH_SIZE = 128
 
 @dataclass(frozen=True)
 class Tokenized:
-    """One input after formatting and tokenisation; ``pooling_mask`` marks the text's tokens."""
+    """One input after formatting and tokenisation; ``pooling_mask`` marks the text's tokens, and
+    ``truncated`` says whether the text was cut to fit ``max_length``."""
 
     input_ids: list[int]
     pooling_mask: list[int]
+    truncated: bool = False
 
 
 class InputTooLongError(ValueError):
@@ -354,14 +356,17 @@ class Encoder:
         pairs = _validate(inputs)
         formatted = [self._format(instruction, text) for instruction, text in pairs]
         encoded = self._tokenize_formatted(formatted)
+        cut_texts = set()
         if self.echo and truncate:
             for i, (ids, offsets) in enumerate(encoded):
                 if len(ids) > self.max_length and (cut := self._echo_cut(ids, offsets, formatted[i])) is not None:
                     formatted[i] = self._format(pairs[i][0], pairs[i][1][:cut])
                     encoded[i] = self._tokenize_formatted([formatted[i]])[0]
+                    cut_texts.add(i)
         out = []
         for i, ((ids, offsets), (_, start, end, _)) in enumerate(zip(encoded, formatted)):
             if len(ids) > self.max_length:
+                cut_texts.add(i)
                 if not truncate:
                     echoed = " (echo reads the text twice)" if self.echo else ""
                     raise InputTooLongError(
@@ -374,7 +379,7 @@ class Encoder:
                     f"inputs[{i}] keeps no text token within max_length={self.max_length} "
                     "(the instruction or template fills it)"
                 )
-            out.append(Tokenized(list(ids), mask))
+            out.append(Tokenized(list(ids), mask, i in cut_texts))
         return out
 
     def tokenize_ids(self, token_ids: Sequence[Sequence[int]], *, truncate: bool = True) -> list[Tokenized]:
@@ -399,7 +404,8 @@ class Encoder:
             if bad is not None:
                 raise ValueError(f"inputs[{i}]: token id {bad} is outside the vocabulary (0 to {vocab - 1})")
             length = len(ids) + (sum(t not in special for t in ids) if self.echo else 0)
-            if length > self.max_length:
+            truncated = length > self.max_length
+            if truncated:
                 if not truncate:
                     echoed = " (echo reads them twice)" if self.echo else ""
                     raise InputTooLongError(
@@ -410,7 +416,7 @@ class Encoder:
             mask = mask if any(mask) else [1] * len(ids)
             if self.echo:
                 ids, mask = ids + [t for t, m in zip(ids, mask) if m], [0] * len(ids) + [1] * sum(mask)
-            out.append(Tokenized(ids, mask))
+            out.append(Tokenized(ids, mask, truncated))
         return out
 
     def _tokenize_formatted(self, formatted: list[tuple[str, int, int, bool]]) -> list[tuple[list[int], list]]:

@@ -88,6 +88,19 @@ def test_supervised_runs_chunked_with_instructions(tmp_path, tiny_lm_dir):
     assert (tmp_path / "adapter_model.safetensors").is_file()
 
 
+def test_contrastive_training_says_how_many_rows_it_cuts(tmp_path, tiny_lm_dir, text_file, tiny_sentences, capsys):
+    settings = dict(data=[text_file], model=tiny_lm_dir, steps=1, batch_size=4, precision="fp32", progress=False)
+    train_simcse(SimCSEConfig(**settings, output_dir=tmp_path / "whole", max_length=64, echo=True))
+    assert "training rows" not in capsys.readouterr().err
+    train_simcse(SimCSEConfig(**settings, output_dir=tmp_path / "cut", max_length=14, echo=True))
+    # BOS and two copies of at most 6 tokens fit in 14: the sentences of more than 6 tokens are cut.
+    tokenizer = load_tokenizer(tiny_lm_dir)
+    longer = sum(len(tokenizer(s, add_special_tokens=False)["input_ids"]) > 6 for s in tiny_sentences)
+    assert 0 < longer < len(tiny_sentences)
+    assert (f"simcse: {longer} of {len(tiny_sentences)} training rows have a text longer than max_length=14 tokens "
+            "(echo reads each text twice), cut to fit; a larger max_length keeps them whole") in capsys.readouterr().err
+
+
 def test_stage_errors(tmp_path, tiny_model_dir, tiny_lm_dir, text_file):
     with pytest.raises(ValueError, match="mask token '_' is not a single token"):
         train_mntp(_config("mntp", tiny_model_dir, text_file, tmp_path))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -253,6 +254,12 @@ def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], st
     doc_start = [0]
     for r in rows:
         doc_start.append(doc_start[-1] + 1 + len(r.negatives))
+    cut = sum(queries[i].truncated or any(d.truncated for d in documents[doc_start[i]:doc_start[i + 1]])
+              for i in range(len(rows)))
+    if cut and accelerator.is_main_process:
+        echoed = " (echo reads each text twice)" if config.echo else ""
+        print(f"{stage}: {cut} of {len(rows)} training rows have a text longer than max_length={config.max_length} "
+              f"tokens{echoed}, cut to fit; a larger max_length keeps them whole", file=sys.stderr, flush=True)
 
     def batches(step: int) -> tuple[list[Tokenized], list[Tokenized], list[Tokenized]]:
         local = _local_rows(batch_indices(len(rows), config.batch_size, step, config.seed), accelerator)
