@@ -43,7 +43,8 @@ RECIPE = [*MNTP, *SIMCSE]
 SHIPPED = ["--no-mntp", "--causal", *SIMCSE, "--simcse", "pooling=weighted_mean"]
 # Set at packaging, not in training: the adapter was trained on single copies of each sentence, and
 # reading each text twice, pooling the second copy (echo embeddings), lifted its STS average from
-# 60.75 to 67.98 (benchmarks/results/echo-2026-12-05-epyc.txt); training with echo is not measured yet.
+# 60.75 to 67.98 (benchmarks/results/echo-2026-12-05-epyc.txt); training with echo too scored 64.61
+# (benchmarks/results/echo_training-2026-12-06-epyc.txt).
 ENCODING = {"echo": True}
 _SHIPPED_HEADING = "## As shipped"
 
