@@ -39,8 +39,13 @@ def test_no_truncate_refuses_a_text_longer_than_max_length(tiny_model_dir):
     long_text = " ".join(["a dog runs in the park"] * 4)
     result = runner.invoke(app, ["encode", long_text, "-m", str(tiny_model_dir), "--max-length", "8", "--no-truncate"])
     assert result.exit_code == 2 and "inputs[0] has 25 tokens, more than max_length=8" in result.output
-    result = runner.invoke(app, ["encode", long_text, "-m", str(tiny_model_dir), "--max-length", "8"])
+    result = runner.invoke(app, ["encode", long_text, "a dog", "-m", str(tiny_model_dir), "--max-length", "8"])
     assert result.exit_code == 0, result.output
+    assert "note: 1 of 2 texts are longer than max_length=8 tokens and were cut; --no-truncate refuses them" in (
+        result.output)
+    result = runner.invoke(app, ["encode", "a dog runs in", "-m", str(tiny_model_dir), "--max-length", "8", "--echo"])
+    assert result.exit_code == 0 and "note: 1 of 1 texts are longer than max_length=8 tokens (echo reads each text " \
+        "twice) and were cut" in result.output
     result = runner.invoke(app, ["encode", "a dog runs in", "-m", str(tiny_model_dir), "--max-length", "8", "--echo",
                                  "--no-truncate"])
     assert result.exit_code == 2 and "inputs[0] has 9 tokens (echo reads the text twice), more than max_length=8" in (

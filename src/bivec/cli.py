@@ -135,12 +135,19 @@ def encode(
         fail(f"{len(texts)} texts: give --output FILE (.npy, .parquet or .jsonl) to save more than {_PRINT_LIMIT}")
 
     encoder = load_encoder(options)
+    items = [[instruction, t] for t in texts] if instruction else texts
     try:
-        vectors = encoder.encode([[instruction, t] for t in texts] if instruction else texts, normalize=normalize,
-                                 dimensions=dimensions, batch_size=batch_size, show_progress=progress,
-                                 truncate=truncate, prompt_name=prompt_name)
+        tokenized = encoder.tokenize(encoder.with_prompt(items, prompt_name) if prompt_name else items,
+                                     truncate=truncate)
+        vectors = encoder.encode_tokenized(tokenized, normalize=normalize, dimensions=dimensions,
+                                           batch_size=batch_size, show_progress=progress)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(exc)
+    cut = sum(t.truncated for t in tokenized)
+    if cut:
+        echoed = " (echo reads each text twice)" if encoder.echo else ""
+        typer.echo(f"note: {cut} of {len(texts)} texts are longer than max_length={encoder.max_length} "
+                   f"tokens{echoed} and were cut; --no-truncate refuses them", err=True)
     codes = quantize_vectors(vectors, quantize) if quantize else None
     if output is not None:
         if codes is not None:
