@@ -132,8 +132,8 @@ def test_cli_refuses_an_unknown_backend_before_loading(no_loading):
 def test_embed_corpus_workers_run_the_backend(tiny_model_dir, torch_vectors):
     worker = BlockEncoder(WorkerSettings(model=str(tiny_model_dir), backend="onnx", normalize=True))
     assert worker.encoder.backend_choice.backend == "onnx"
-    vectors, bad = worker.encode_block(TEXTS, [""] * len(TEXTS))
-    assert bad == [] and np.min(_cosines(vectors, torch_vectors)) >= 1 - 1e-5
+    vectors, bad, cut = worker.encode_block(TEXTS, [""] * len(TEXTS))
+    assert bad == [] and cut == 0 and np.min(_cosines(vectors, torch_vectors)) >= 1 - 1e-5
     with pytest.raises(ValueError, match="--backend auto: give the backend"):
         WorkerSettings(model=str(tiny_model_dir), backend="auto").check(load_model_here=True)
 

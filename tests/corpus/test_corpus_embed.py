@@ -92,7 +92,11 @@ def test_skip_writes_every_bad_row_to_the_errors_file(tiny_model_dir, tmp_path, 
 def test_truncate_embeds_over_long_texts(tiny_model_dir, tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "c.jsonl", [{"id": "long", "text": "a man " * 40}, {"id": "short", "text": "a dog"}])
     summary = embed_corpus(path, tmp_path / "out", config(tiny_model_dir, encoder={"max_length": 30, "truncate": True}))
-    assert (summary.rows, summary.errors) == (2, 0)
+    assert (summary.rows, summary.errors, summary.cut) == (2, 0, 1)
+    assert str(summary).endswith("; no bad rows; 1 texts cut to max_length")
+    # Without truncate the long text is a bad row, and nothing is cut.
+    summary = embed_corpus(path, tmp_path / "strict", config(tiny_model_dir, encoder={"max_length": 30}, on_error="skip"))
+    assert (summary.rows, summary.errors, summary.cut) == (1, 1, 0) and "cut" not in str(summary)
 
 
 def test_fail_stops_before_embedding_and_names_file_and_line(tiny_model_dir, tmp_path, bad_corpus):

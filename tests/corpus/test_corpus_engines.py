@@ -40,8 +40,8 @@ def test_block_encoder_is_the_actor_class(tiny_model_dir):
 
 def test_block_encoder_with_only_bad_texts(tiny_model_dir):
     worker = BlockEncoder(WorkerSettings(model=str(tiny_model_dir), max_length=4))
-    vectors, bad = worker.encode_block(["a man plays a guitar"], [""])
-    assert vectors.shape == (0, 32) and bad == [(0, "text has 6 tokens, more than max_length=4")]
+    vectors, bad, cut = worker.encode_block(["a man plays a guitar"], [""])
+    assert vectors.shape == (0, 32) and bad == [(0, "text has 6 tokens, more than max_length=4")] and cut == 0
 
 
 def test_pool_shape_defaults_and_limits():

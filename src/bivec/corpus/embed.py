@@ -65,6 +65,8 @@ class CorpusSummary:
     rows_this_run: int
     errors: int
     seconds: float
+    cut: int = 0
+    """Texts of this run cut to ``max_length`` (``truncate``), embedded from their beginning."""
 
     def __str__(self) -> str:
         rate = self.rows_this_run / self.seconds if self.seconds > 0 else 0.0
@@ -73,6 +75,7 @@ class CorpusSummary:
         return (
             f"{self.rows} rows in {self.shards} shards{resumed} -> {self.output}; {self.rows_this_run} rows embedded "
             f"in {self.seconds:.1f} s ({rate:.1f} rows/s); {errors}"
+            + (f"; {self.cut} texts cut to max_length" if self.cut else "")
         )
 
 
@@ -188,7 +191,7 @@ def embed_corpus(
         else:
             errors.extend(kept)
     known_errors = len(errors)
-    _run(corpus, pending, config, output, errors, show_progress)
+    cut = _run(corpus, pending, config, output, errors, show_progress)
     # Rows the workers refused (say, too long) were in the pending shards but are not embedded.
     rows_this_run = sum(s.stop - s.start for s in pending) - (len(errors) - known_errors)
 
@@ -206,17 +209,18 @@ def embed_corpus(
     )
     write_json(output / MANIFEST, manifest)
     return CorpusSummary(str(output), rows, len(shards), len(shards) - len(pending), rows_this_run, len(errors),
-                         time.perf_counter() - begin)
+                         time.perf_counter() - begin, cut)
 
 
 def _run(corpus: Corpus, pending: list[Shard], config: CorpusConfig, output: Path,
-         errors: list[dict[str, Any]], show_progress: bool | None) -> None:
-    """Encode the pending shards, writing each as soon as all its blocks are back."""
+         errors: list[dict[str, Any]], show_progress: bool | None) -> int:
+    """Encode the pending shards, writing each as soon as all its blocks are back; return how many
+    texts were cut to max_length."""
     from tqdm.auto import tqdm
 
     plan = dict(enumerate(_blocks(pending, config.block_rows)))
     if not plan:
-        return
+        return 0
     blocks = [Block(key, corpus.texts[a:b], corpus.instructions[a:b]) for key, (_, a, b) in plan.items()]
     waiting = Counter(shard.index for shard, _, _ in plan.values())
     received: dict[int, dict[int, BlockResult]] = {s.index: {} for s in pending}
@@ -227,6 +231,7 @@ def _run(corpus: Corpus, pending: list[Shard], config: CorpusConfig, output: Pat
     total = len(corpus.ids)
     done = total - sum(s.stop - s.start for s in pending)
     disable = not (sys.stderr.isatty() if show_progress is None else show_progress)
+    cut = 0
     with closing(results), tqdm(total=total, initial=done, unit="row", desc="embed-corpus", disable=disable) as bar:
         for result in results:
             shard, start, stop = plan[result.key]
@@ -237,10 +242,12 @@ def _run(corpus: Corpus, pending: list[Shard], config: CorpusConfig, output: Pat
             if bad and config.on_error == "fail":
                 _fail_on(bad, output, errors + [b.to_json() for b in bad])
             got[result.key] = result
+            cut += result.cut
             bar.update(stop - start)
             if len(got) == waiting[shard.index]:
                 _write(shard, corpus, plan, received.pop(shard.index), output, errors)
                 bar.set_postfix(errors=len(errors), refresh=False)
+    return cut
 
 
 def _write(shard: Shard, corpus: Corpus, plan: dict, results: dict[int, BlockResult], output: Path,

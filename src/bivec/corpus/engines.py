@@ -46,6 +46,7 @@ class BlockResult:
     key: int
     vectors: np.ndarray
     bad: list[tuple[int, str]]
+    cut: int = 0
 
 
 def _block_table(blocks: Sequence[Block]) -> pa.Table:
@@ -59,7 +60,7 @@ def _block_table(blocks: Sequence[Block]) -> pa.Table:
 def _results(table: pa.Table) -> Iterator[BlockResult]:
     for row in table.to_pylist():
         vectors = np.frombuffer(row["embeddings"], dtype=np.float32).reshape(-1, row["dim"])
-        yield BlockResult(row["key"], vectors, [tuple(b) for b in json.loads(row["errors"])])
+        yield BlockResult(row["key"], vectors, [tuple(b) for b in json.loads(row["errors"])], row["cut"])
 
 
 def run_local(settings: WorkerSettings, blocks: Sequence[Block]) -> Iterator[BlockResult]:

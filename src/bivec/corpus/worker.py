@@ -78,8 +78,8 @@ class BlockEncoder:
 
     Input: a pyarrow Table with one row per block, columns ``key`` (int), ``texts`` and
     ``instructions`` (lists of strings). Output: per block, ``key``, ``embeddings`` (float32
-    bytes, rows of the good texts in order), ``dim`` and ``errors`` (JSON list of
-    ``[position in block, reason]``).
+    bytes, rows of the good texts in order), ``dim``, ``errors`` (JSON list of
+    ``[position in block, reason]``) and ``cut`` (how many texts were cut to ``max_length``).
 
     Example:
         >>> worker = BlockEncoder(WorkerSettings(model="tiny-model"))  # doctest: +SKIP
@@ -93,17 +93,20 @@ class BlockEncoder:
         self.encoder = Encoder.from_pretrained(settings.model, **settings.encoder_kwargs())
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        keys, embeddings, errors = [], [], []
+        keys, embeddings, errors, cuts = [], [], [], []
         for block in batch.to_pylist():
-            vectors, bad = self.encode_block(block["texts"], block["instructions"])
+            vectors, bad, cut = self.encode_block(block["texts"], block["instructions"])
             keys.append(block["key"])
             embeddings.append(vectors.tobytes())
             errors.append(json.dumps(bad))
+            cuts.append(cut)
         dims = [self.encoder.dim] * len(keys)
-        return pa.table({"key": keys, "embeddings": pa.array(embeddings, pa.binary()), "dim": dims, "errors": errors})
+        return pa.table({"key": keys, "embeddings": pa.array(embeddings, pa.binary()), "dim": dims, "errors": errors,
+                         "cut": cuts})
 
-    def encode_block(self, texts: list[str], instructions: list[str]) -> tuple[np.ndarray, list[tuple[int, str]]]:
-        """Vectors of the texts the encoder accepts, and ``(position, reason)`` for the others."""
+    def encode_block(self, texts: list[str], instructions: list[str]) -> tuple[np.ndarray, list[tuple[int, str]], int]:
+        """Vectors of the texts the encoder accepts, ``(position, reason)`` for the others, and how
+        many of the accepted were cut to ``max_length`` (``truncate``)."""
         items = [[instruction, text] if instruction else text for instruction, text in zip(instructions, texts)]
         truncate = self.settings.truncate
         bad: list[tuple[int, str]] = []
@@ -118,7 +121,7 @@ class BlockEncoder:
                 except ValueError as exc:
                     bad.append((position, "text " + str(exc).removeprefix("inputs[0] ")))
         if not good:
-            return np.zeros((0, self.encoder.dim), dtype=np.float32), bad
+            return np.zeros((0, self.encoder.dim), dtype=np.float32), bad, 0
         vectors = self.encoder.encode_tokenized(
             good,
             batch_size=self.settings.batch_size,
@@ -126,4 +129,4 @@ class BlockEncoder:
             normalize=self.settings.normalize,
             show_progress=False,
         )
-        return vectors, bad
+        return vectors, bad, sum(t.truncated for t in good)
