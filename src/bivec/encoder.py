@@ -565,8 +565,8 @@ class Encoder:
         dimensions: int | None = None,
         show_progress: bool | None = None,
     ) -> np.ndarray:
-        """:meth:`encode` for inputs already through :meth:`tokenize` or :meth:`tokenize_ids`, so that a caller who tokenised to count or check
-        tokens does not tokenise twice.
+        """:meth:`encode` for inputs already through :meth:`tokenize` or :meth:`tokenize_ids`, so that
+        a caller who tokenised to count or check tokens does not tokenise twice.
 
         Example:
             >>> encoder.encode_tokenized(encoder.tokenize(["a text"])).shape  # doctest: +SKIP

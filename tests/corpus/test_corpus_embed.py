@@ -95,7 +95,8 @@ def test_truncate_embeds_over_long_texts(tiny_model_dir, tmp_path, write_jsonl):
     assert (summary.rows, summary.errors, summary.cut) == (2, 0, 1)
     assert str(summary).endswith("; no bad rows; 1 texts cut to max_length")
     # Without truncate the long text is a bad row, and nothing is cut.
-    summary = embed_corpus(path, tmp_path / "strict", config(tiny_model_dir, encoder={"max_length": 30}, on_error="skip"))
+    strict = config(tiny_model_dir, encoder={"max_length": 30}, on_error="skip")
+    summary = embed_corpus(path, tmp_path / "strict", strict)
     assert (summary.rows, summary.errors, summary.cut) == (1, 1, 0) and "cut" not in str(summary)
 
 
