@@ -43,7 +43,8 @@ RECIPE = [*MNTP, *SIMCSE]
 SHIPPED = ["--no-mntp", "--causal", *SIMCSE, "--simcse", "pooling=weighted_mean"]
 # Set at packaging, not in training: the adapter was trained on single copies of each sentence, and
 # reading each text twice, pooling the second copy (echo embeddings), lifted its STS average from
-# 60.75 to 67.98 (benchmarks/results/echo-2026-12-05-epyc.txt); training with echo too scored 64.61
+# 60.75 to 67.98 (benchmarks/results/echo-2026-12-05-epyc.txt); training with echo too scored 64.61,
+# and 65.21 with max_length=128 so that two copies keep whole sentences
 # (benchmarks/results/echo_training-2026-12-06-epyc.txt).
 ENCODING = {"echo": True}
 _SHIPPED_HEADING = "## As shipped"
