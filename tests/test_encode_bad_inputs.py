@@ -41,14 +41,14 @@ def test_no_truncate_refuses_a_text_longer_than_max_length(tiny_model_dir):
     assert result.exit_code == 2 and "inputs[0] has 25 tokens, more than max_length=8" in result.output
     result = runner.invoke(app, ["encode", long_text, "a dog", "-m", str(tiny_model_dir), "--max-length", "8"])
     assert result.exit_code == 0, result.output
-    assert "note: 1 of 2 texts are longer than max_length=8 tokens and were cut; --no-truncate refuses them" in (
+    assert "note: 1 of 2 texts longer than max_length=8 tokens, cut to fit; --no-truncate refuses them" in (
         result.output)
     result = runner.invoke(app, ["encode", "a dog runs in", "-m", str(tiny_model_dir), "--max-length", "8", "--echo"])
-    assert result.exit_code == 0 and "note: 1 of 1 texts are longer than max_length=8 tokens (echo reads each text " \
-        "twice) and were cut" in result.output
+    assert result.exit_code == 0 and "note: 1 of 1 texts longer than max_length=8 tokens (echo reads each text " \
+        "twice), cut to fit" in result.output
     result = runner.invoke(app, ["encode", "a dog runs in", "-m", str(tiny_model_dir), "--max-length", "8", "--echo",
                                  "--no-truncate"])
-    assert result.exit_code == 2 and "inputs[0] has 9 tokens (echo reads the text twice), more than max_length=8" in (
+    assert result.exit_code == 2 and "inputs[0] has 9 tokens, more than max_length=8 tokens (echo reads each text twice)" in (
         result.output)
     result = runner.invoke(app, ["encode", "a dog runs in", "-m", str(tiny_model_dir), "--max-length", "9", "--echo",
                                  "--no-truncate"])

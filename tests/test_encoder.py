@@ -152,8 +152,8 @@ def test_echo_cuts_a_long_text_so_that_both_copies_fit(tiny_model_dir):
     assert item.pooling_mask == [0, 0, 0, 0, 1, 1, 1] and item.truncated
     # A text that fits once but not twice is cut too.
     assert echo.tokenize(["a man plays a guitar"])[0].truncated and not echo.tokenize(["a man"])[0].truncated
-    with pytest.raises(ValueError, match=r"inputs\[0\] has 17 tokens \(echo reads the text twice\), more than "
-                                         r"max_length=8"):
+    with pytest.raises(ValueError, match=r"inputs\[0\] has 17 tokens, more than max_length=8 tokens "
+                                         r"\(echo reads each text twice\)"):
         echo.encode(["a man plays a guitar in the park"], truncate=False)
     with pytest.raises(ValueError, match=r"inputs\[0\] keeps no text token within max_length=8"):
         echo.encode([["represent the sentence for retrieve and find", "a dog"]])
@@ -171,9 +171,9 @@ def test_token_ids_are_pooled_as_the_text_of_those_tokens(tiny_model_dir):
         long_ids = encoder.tokenizer("a man plays a guitar in the park")["input_ids"]
         np.testing.assert_allclose(encoder.encode_tokenized(encoder.tokenize_ids([long_ids])),
                                    encoder.encode(["a man plays a guitar in the park"]), atol=1e-5)
-        echoed = r" \(echo reads them twice\)" if echo else ""
-        with pytest.raises(InputTooLongError, match=rf"inputs\[0\] has {17 if echo else 9} tokens{echoed}, more than "
-                                                    r"max_length=8"):
+        echoed = r" \(echo reads each text twice\)" if echo else ""
+        with pytest.raises(InputTooLongError, match=rf"inputs\[0\] has {17 if echo else 9} tokens, more than "
+                                                    rf"max_length=8 tokens{echoed}"):
             encoder.tokenize_ids([long_ids], truncate=False)
     with pytest.raises(ValueError, match=r"inputs\[1\]: token id 128 is outside the vocabulary \(0 to 127\)"):
         encoder.tokenize_ids([ids, [5, 128]])

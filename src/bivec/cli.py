@@ -25,7 +25,7 @@ from bivec.cli_options import (
     load_or_causal,
 )
 from bivec.corpus.cli import app as corpus_app
-from bivec.encoder import DEFAULT_BATCH_SIZE
+from bivec.encoder import DEFAULT_BATCH_SIZE, cut_note
 from bivec.evaluation.cli import ANALYZE_EXAMPLE, analyze
 from bivec.evaluation.cli import app as eval_app
 from bivec.export.cli import app as convert_app
@@ -145,9 +145,8 @@ def encode(
         fail(exc)
     cut = sum(t.truncated for t in tokenized)
     if cut:
-        echoed = " (echo reads each text twice)" if encoder.echo else ""
-        typer.echo(f"note: {cut} of {len(texts)} texts are longer than max_length={encoder.max_length} "
-                   f"tokens{echoed} and were cut; --no-truncate refuses them", err=True)
+        typer.echo(f"note: {cut_note(cut, len(texts), 'texts', encoder.max_length, encoder.echo)}; "
+                   "--no-truncate refuses them", err=True)
     codes = quantize_vectors(vectors, quantize) if quantize else None
     if output is not None:
         if codes is not None:

@@ -53,6 +53,21 @@ class InputTooLongError(ValueError):
     """An input does not fit in ``max_length`` tokens and truncation is off (or it leaves no text)."""
 
 
+def length_limit(max_length: int, echo: bool) -> str:
+    """How messages name an encoder's length limit, saying when echo spends it on two copies of each text."""
+    return f"max_length={max_length} tokens" + (" (echo reads each text twice)" if echo else "")
+
+
+def cut_note(cut: int, total: int, what: str, max_length: int, echo: bool) -> str:
+    """What encoding and training say of the ``cut`` of ``total`` inputs (``what``) they cut to fit.
+
+    Example:
+        >>> cut_note(2, 5, "texts", 8, echo=True)
+        '2 of 5 texts longer than max_length=8 tokens (echo reads each text twice), cut to fit'
+    """
+    return f"{cut} of {total} {what} longer than {length_limit(max_length, echo)}, cut to fit"
+
+
 def _validate(inputs: EncodeInput | Sequence[EncodeInput]) -> list[tuple[str, str]]:
     """Normalise to (instruction, text) pairs, naming the first bad item in the error."""
     if isinstance(inputs, str):
@@ -368,9 +383,8 @@ class Encoder:
             if len(ids) > self.max_length:
                 cut_texts.add(i)
                 if not truncate:
-                    echoed = " (echo reads the text twice)" if self.echo else ""
                     raise InputTooLongError(
-                        f"inputs[{i}] has {len(ids)} tokens{echoed}, more than max_length={self.max_length}"
+                        f"inputs[{i}] has {len(ids)} tokens, more than {length_limit(self.max_length, self.echo)}"
                     )
                 ids, offsets = ids[: self.max_length], offsets[: self.max_length]
             mask = [int(b > a and b > start and a < end) for a, b in offsets]
@@ -407,9 +421,8 @@ class Encoder:
             truncated = length > self.max_length
             if truncated:
                 if not truncate:
-                    echoed = " (echo reads them twice)" if self.echo else ""
                     raise InputTooLongError(
-                        f"inputs[{i}] has {length} tokens{echoed}, more than max_length={self.max_length}"
+                        f"inputs[{i}] has {length} tokens, more than {length_limit(self.max_length, self.echo)}"
                     )
                 ids = ids[: self.max_length // 2 if self.echo else self.max_length]
             mask = [int(t not in special) for t in ids]

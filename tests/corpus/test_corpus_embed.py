@@ -83,7 +83,7 @@ def test_skip_writes_every_bad_row_to_the_errors_file(tiny_model_dir, tmp_path, 
         {"file": str(path), "line": 13, "id": "n", "reason": "text is list, expected a string"},
         {"file": str(path), "line": 14, "id": "g0", "reason": f"duplicate id (first at {path} line 1)"},
         {"file": str(path), "line": 15, "id": None, "reason": "missing id"},
-        {"file": str(path), "line": 16, "id": "long", "reason": "text has 81 tokens, more than max_length=30"},
+        {"file": str(path), "line": 16, "id": "long", "reason": "text has 81 tokens, more than max_length=30 tokens"},
     ]
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
     assert (manifest["rows"], manifest["errors"], manifest["input"]["rows"]) == (30, 6, 36)

@@ -31,7 +31,7 @@ def test_block_encoder_is_the_actor_class(tiny_model_dir):
     })
     out = worker(batch).to_pylist()
     assert [row["key"] for row in out] == [7, 9] and [row["dim"] for row in out] == [32, 32]
-    assert json.loads(out[0]["errors"]) == [[1, "text has 21 tokens, more than max_length=10"]]
+    assert json.loads(out[0]["errors"]) == [[1, "text has 21 tokens, more than max_length=10 tokens"]]
     assert json.loads(out[1]["errors"]) == []
     vectors = np.frombuffer(out[0]["embeddings"], dtype=np.float32).reshape(2, 32)
     expected = Encoder.from_pretrained(tiny_model_dir).encode(["a dog runs", ["find", "the cat sits"]], normalize=True)
@@ -41,7 +41,7 @@ def test_block_encoder_is_the_actor_class(tiny_model_dir):
 def test_block_encoder_with_only_bad_texts(tiny_model_dir):
     worker = BlockEncoder(WorkerSettings(model=str(tiny_model_dir), max_length=4))
     vectors, bad, cut = worker.encode_block(["a man plays a guitar"], [""])
-    assert vectors.shape == (0, 32) and bad == [(0, "text has 6 tokens, more than max_length=4")] and cut == 0
+    assert vectors.shape == (0, 32) and bad == [(0, "text has 6 tokens, more than max_length=4 tokens")] and cut == 0
 
 
 def test_pool_shape_defaults_and_limits():

@@ -205,7 +205,7 @@ def test_long_inputs_are_cut_or_refused(serve):
         response = embed(server, {"input": ["a dog", long_text]})
         assert response.status_code == 413
         assert response.json()["error"]["message"] == (
-            "input is too long: inputs[1] has 25 tokens, more than max_length=8"
+            "input is too long: inputs[1] has 25 tokens, more than max_length=8 tokens"
         )
         assert embed(server, {"input": ["a dog"]}).status_code == 200
 
@@ -327,8 +327,8 @@ def test_token_id_inputs_to_an_echo_encoder_are_read_twice(tiny_model_dir):
                                    encoder.encode("a dog runs", normalize=True)[0], atol=1e-6)
         assert response.json()["usage"]["prompt_tokens"] == 7
         response = embed(server, {"input": encoder.tokenizer("a dog runs in the park")["input_ids"]})
-        assert response.status_code == 413 and ("inputs[0] has 13 tokens (echo reads them twice), more than "
-                                                "max_length=8") in response.json()["error"]["message"]
+        assert response.status_code == 413 and ("inputs[0] has 13 tokens, more than max_length=8 tokens "
+                                                "(echo reads each text twice)") in response.json()["error"]["message"]
     with TestClient(create_app(encoder, ServerConfig(model_name="tiny"))) as server:
         # Cut so that both copies fit: the text's first 3 words, as encode cuts the text itself.
         response = embed(server, {"input": encoder.tokenizer("a dog runs in the park")["input_ids"]})

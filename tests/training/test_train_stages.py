@@ -97,7 +97,7 @@ def test_contrastive_training_says_how_many_rows_it_cuts(tmp_path, tiny_lm_dir, 
     tokenizer = load_tokenizer(tiny_lm_dir)
     longer = sum(len(tokenizer(s, add_special_tokens=False)["input_ids"]) > 6 for s in tiny_sentences)
     assert 0 < longer < len(tiny_sentences)
-    assert (f"simcse: {longer} of {len(tiny_sentences)} training rows have a text longer than max_length=14 tokens "
+    assert (f"simcse: {longer} of {len(tiny_sentences)} training rows with a text longer than max_length=14 tokens "
             "(echo reads each text twice), cut to fit; a larger max_length keeps them whole") in capsys.readouterr().err
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from bivec.attention import make_bidirectional, set_attention_mode
+from bivec.encoder import cut_note
 from bivec.models.checkpoint import (
     DEFAULT_SETTINGS,
     LLM2VEC_CONFIG,
@@ -257,9 +258,8 @@ def _train_contrastive(config: ContrastiveConfig, rows: list[ContrastiveRow], st
     cut = sum(queries[i].truncated or any(d.truncated for d in documents[doc_start[i]:doc_start[i + 1]])
               for i in range(len(rows)))
     if cut and accelerator.is_main_process:
-        echoed = " (echo reads each text twice)" if config.echo else ""
-        print(f"{stage}: {cut} of {len(rows)} training rows have a text longer than max_length={config.max_length} "
-              f"tokens{echoed}, cut to fit; a larger max_length keeps them whole", file=sys.stderr, flush=True)
+        note = cut_note(cut, len(rows), "training rows with a text", encoder.max_length, encoder.echo)
+        print(f"{stage}: {note}; a larger max_length keeps them whole", file=sys.stderr, flush=True)
 
     def batches(step: int) -> tuple[list[Tokenized], list[Tokenized], list[Tokenized]]:
         local = _local_rows(batch_indices(len(rows), config.batch_size, step, config.seed), accelerator)
