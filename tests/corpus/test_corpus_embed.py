@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from checkpoint_layouts import build_adapter
 
 import bivec.corpus.embed as embed_module
 from bivec import Encoder
@@ -38,12 +39,15 @@ def test_local_engine_embeds_every_row_like_the_encoder(tiny_model_dir, corpus_f
     expected = Encoder.from_pretrained(tiny_model_dir).encode([r["text"] for r in rows])
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+    weights = tiny_model_dir.resolve() / "model.safetensors"
     assert manifest["status"] == "complete" and manifest["rows"] == 2000 and manifest["dim"] == 32
     assert manifest["encoder"] == {"model": str(tiny_model_dir.resolve()), "adapters": [], "causal": False,
                                    "pooling": None, "max_length": None, "dtype": None, "normalize": False,
                                    "truncate": False, "backend": "torch", "echo": None,
                                    "checkpoint_settings": {"pooling": None, "max_length": None, "bidirectional": None,
-                                                           "prompts": None, "echo": None}}
+                                                           "prompts": None, "echo": None},
+                                   "weights": {str(weights): f"{weights.stat().st_size} bytes, modified "
+                                                             f"{weights.stat().st_mtime_ns}"}}
     assert [s["rows"] for s in manifest["shards"]] == [500] * 4
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("part-")) == ["errors.jsonl", "manifest.json"]
 
@@ -215,6 +219,19 @@ def test_a_checkpoint_whose_recorded_settings_changed_is_refused(tiny_model_dir,
     with pytest.raises(CorpusError, match=r"holds a run with other settings \(encoder: .*'checkpoint_settings': "
                                           r"\{'pooling': None.*'pooling': 'eos'"):
         embed_corpus(path, tmp_path / "out", config(model))
+
+
+def test_an_adapter_trained_again_in_place_is_refused(tiny_model_dir, tmp_path, write_jsonl):
+    adapter = build_adapter(tiny_model_dir, tmp_path / "adapter", seed=1)
+    path = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "a dog"}])
+    run = config(tiny_model_dir, encoder={"adapters": [str(adapter)]})
+    embed_corpus(path, tmp_path / "out", run)
+    assert embed_corpus(path, tmp_path / "out", run).resumed_shards == 1
+    # Same path, same settings, other weights: the finished shard holds the old adapter's vectors.
+    build_adapter(tiny_model_dir, adapter, seed=2)
+    with pytest.raises(CorpusError, match=r"holds a run with other settings \(encoder: .*'weights': .*"
+                                          r"adapter_model\.safetensors': 'sha256 [0-9a-f]{64}'"):
+        embed_corpus(path, tmp_path / "out", run)
 
 
 _KILL_SCRIPT = """

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from bivec.corpus.shards import (
     write_shard,
 )
 from bivec.corpus.worker import WorkerSettings
+
+if TYPE_CHECKING:
+    from bivec.models.checkpoint import Checkpoint
 
 _FORMAT = 1
 
@@ -79,7 +82,8 @@ class CorpusSummary:
         )
 
 
-def _check_config(config: CorpusConfig) -> None:
+def _check_config(config: CorpusConfig) -> Checkpoint | None:
+    """Raise an error naming a bad setting; return the checkpoint this process loads, if any."""
     if config.on_error not in ("skip", "fail"):
         raise CorpusError(f"--on-error must be 'skip' or 'fail', got {config.on_error!r}")
     if config.engine not in ("local", "ray"):
@@ -87,17 +91,13 @@ def _check_config(config: CorpusConfig) -> None:
     for name in ("shard_size", "block_rows"):
         if getattr(config, name) < 1:
             raise CorpusError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
-    config.encoder.check(load_model_here=_loads_model_here(config))
+    # The model files are this machine's unless a remote Ray cluster loads its own.
+    return config.encoder.check(load_model_here=config.engine == "local" or config.ray.address is None)
 
 
-def _loads_model_here(config: CorpusConfig) -> bool:
-    """Whether the model files are this machine's (a remote Ray cluster has its own)."""
-    return config.engine == "local" or config.ray.address is None
-
-
-def _settings_record(config: CorpusConfig) -> dict[str, Any]:
+def _settings_record(config: CorpusConfig, checkpoint: Checkpoint | None) -> dict[str, Any]:
     """What must match for a rerun to reuse an output's finished shards."""
-    return {"encoder": config.encoder.identity(load_model_here=_loads_model_here(config)),
+    return {"encoder": config.encoder.identity(checkpoint),
             "columns": asdict(config.columns), "shard_size": config.shard_size}
 
 
@@ -162,11 +162,11 @@ def embed_corpus(
         >>> ids, vectors = read_embeddings("embeddings/")  # doctest: +SKIP
     """
     config = config or CorpusConfig()
-    _check_config(config)
+    checkpoint = _check_config(config)
     begin = time.perf_counter()
     files = find_input_files(inputs)
     output = Path(output)
-    record = _settings_record(config)
+    record = _settings_record(config, checkpoint)
     _prepare_output(output, record)
     manifest: dict[str, Any] = {"format": _FORMAT, "status": "running", **record}
     write_json(output / MANIFEST, manifest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +13,9 @@ import pyarrow as pa
 from bivec.encoder import DEFAULT_BATCH_SIZE
 from bivec.models.default import DEFAULT_BASE, DEFAULT_ENCODER
 from bivec.models.loading import LoadOptions
+
+if TYPE_CHECKING:
+    from bivec.models.checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,10 @@ class WorkerSettings(LoadOptions):
     batch_size: int = DEFAULT_BATCH_SIZE
     max_batch_tokens: int | None = None
 
-    def check(self, *, load_model_here: bool) -> None:
+    def check(self, *, load_model_here: bool) -> Checkpoint | None:
         """Raise a ValueError naming the bad setting before any worker starts; the model path is
-        checked only where this process would load it (a remote cluster has its own files)."""
+        checked, and its resolved checkpoint returned, only where this process would load it (a
+        remote cluster has its own files)."""
         import torch
 
         from bivec.backends import check_backend_name
@@ -52,14 +56,14 @@ class WorkerSettings(LoadOptions):
         resolve_dtype(self.dtype, torch.device("cpu"))
         if check_backend_name(self.backend) == "auto":
             raise ValueError("--backend auto: give the backend (torch, onnx, openvino or onnx-int8), so that every worker runs the same one")
-        if load_model_here:
-            resolve_checkpoint(self.model, self.adapters, allow_pickle=self.allow_pickle)
+        return resolve_checkpoint(self.model, self.adapters, allow_pickle=self.allow_pickle) if load_model_here else None
 
-    def identity(self, *, load_model_here: bool) -> dict[str, Any]:
-        """The settings that decide the vectors; recorded in the manifest and in shard names. Where
-        this process would load the model, they include the settings its checkpoint records, so that
-        a ``bivec_config.json`` changed between two runs of one output is noticed like a changed flag."""
-        from bivec.models.checkpoint import resolve_checkpoint
+    def identity(self, checkpoint: Checkpoint | None) -> dict[str, Any]:
+        """The settings that decide the vectors; recorded in the manifest and in shard names. Given
+        the checkpoint this process loads (from :meth:`check`), they include the settings it records
+        and a fingerprint of its weights, so that a ``bivec_config.json`` changed or an adapter trained
+        again between two runs of one output is noticed like a changed flag."""
+        from bivec.models.checkpoint import weights_fingerprint
 
         named = self.model is None or str(self.model) in (DEFAULT_ENCODER, DEFAULT_BASE)
         model = f"bivec: {self.model or DEFAULT_ENCODER}" if named else str(Path(self.model).expanduser().resolve())
@@ -67,9 +71,9 @@ class WorkerSettings(LoadOptions):
         for not_in_vectors in ("batch_size", "max_batch_tokens", "compile", "allow_pickle", "trust_remote_code"):
             fields.pop(not_in_vectors)
         identity = {**fields, "model": model, "adapters": [str(Path(a).expanduser().resolve()) for a in self.adapters]}
-        if load_model_here:
-            recorded = resolve_checkpoint(self.model, self.adapters, allow_pickle=self.allow_pickle).settings
-            identity["checkpoint_settings"] = asdict(recorded)
+        if checkpoint is not None:
+            identity["checkpoint_settings"] = asdict(checkpoint.settings)
+            identity["weights"] = weights_fingerprint(checkpoint)
         return identity
 
 

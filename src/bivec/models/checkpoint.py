@@ -12,6 +12,7 @@ whatever command loads it. :func:`write_bivec_config` writes it, :func:`read_set
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from transformers import AutoModel, PreTrainedModel
 from bivec.models.adapters import apply_adapters, resolve_adapter
 from bivec.models.default import DEFAULT_BASE, default_model_dir
 from bivec.models.loading import resolve_dtype, resolve_local_dir, resolve_model_path
-from bivec.models.safety import check_weights
+from bivec.models.safety import check_weights, weight_files
 from bivec.pooling import check_pooling_mode
 from bivec.textio import json_object
 
@@ -273,3 +274,24 @@ def load_model(
     )
     model.to(device)
     return apply_adapters(model, checkpoint.adapters, allow_pickle=allow_pickle).eval()
+
+
+def weights_fingerprint(checkpoint: Checkpoint) -> dict[str, str]:
+    """What tells one version of a checkpoint's weights from another, per weight file: an adapter
+    file's SHA-256 (adapters are small, and they are what gets trained again in place), a base
+    file's size and modification time (hashing a 7B model's gigabytes would cost more than many runs).
+
+    Example:
+        >>> weights_fingerprint(resolve_checkpoint("path/to/model"))  # doctest: +SKIP
+        {'/path/to/model/model.safetensors': '538090408 bytes, modified 1764950400000000000'}
+    """
+    out = {}
+    for directory, kind in [(checkpoint.base, "model"), *((a, "adapter") for a in checkpoint.adapters)]:
+        for path in (p for files in weight_files(directory, kind) for p in files):
+            if kind == "adapter":
+                with path.open("rb") as f:
+                    out[str(path)] = "sha256 " + hashlib.file_digest(f, "sha256").hexdigest()
+            else:
+                stat = path.stat()
+                out[str(path)] = f"{stat.st_size} bytes, modified {stat.st_mtime_ns}"
+    return out
