@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 import bivec.corpus
 from bivec import Encoder
@@ -77,7 +78,15 @@ def test_ray_is_imported_only_by_the_ray_engine():
 @pytest.mark.slow
 def test_ray_and_local_engines_give_identical_embeddings(tiny_model_dir, corpus_file, tmp_path):
     settings = WorkerSettings(model=str(tiny_model_dir))
-    local = embed_corpus(corpus_file, tmp_path / "local", CorpusConfig(encoder=settings, shard_size=500, block_rows=128))
+    # Each Ray actor of one CPU computes with one thread; float32 sums split over another thread
+    # count round differently (by about 1e-7), so the local engine runs with one thread too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = embed_corpus(corpus_file, tmp_path / "local", CorpusConfig(encoder=settings, shard_size=500,
+                                                                           block_rows=128))
+    finally:
+        torch.set_num_threads(threads)
     ray = embed_corpus(corpus_file, tmp_path / "ray", CorpusConfig(encoder=settings, shard_size=500, block_rows=128,
                                                                     engine="ray", ray=RayOptions(workers=2)))
     assert (local.rows, ray.rows, ray.shards) == (2000, 2000, 4)

@@ -1,6 +1,8 @@
 """Engines that turn blocks of texts into vectors: one local process, or a Ray Data actor pool.
 
-Both call the same ``BlockEncoder`` on the same blocks, so they give the same vectors.
+Both call the same ``BlockEncoder`` on the same blocks, so they give the same vectors: bit for bit
+where each process computes with as many threads (a Ray actor of one CPU uses one), to float32
+rounding (about 1e-7) otherwise.
 """
 
 from __future__ import annotations
