@@ -14,6 +14,7 @@ from checkpoint_layouts import build_adapter
 import bivec.corpus.embed as embed_module
 from bivec import Encoder
 from bivec.corpus import Columns, CorpusConfig, CorpusError, WorkerSettings, embed_corpus, read_embeddings
+from bivec.models.checkpoint import resolve_checkpoint, weights_fingerprint
 
 
 def config(model_dir, **kwargs) -> CorpusConfig:
@@ -39,15 +40,14 @@ def test_local_engine_embeds_every_row_like_the_encoder(tiny_model_dir, corpus_f
     expected = Encoder.from_pretrained(tiny_model_dir).encode([r["text"] for r in rows])
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
-    weights = tiny_model_dir.resolve() / "model.safetensors"
     assert manifest["status"] == "complete" and manifest["rows"] == 2000 and manifest["dim"] == 32
     assert manifest["encoder"] == {"model": str(tiny_model_dir.resolve()), "adapters": [], "causal": False,
                                    "pooling": None, "max_length": None, "dtype": None, "normalize": False,
                                    "truncate": False, "backend": "torch", "echo": None,
                                    "checkpoint_settings": {"pooling": None, "max_length": None, "bidirectional": None,
                                                            "prompts": None, "echo": None},
-                                   "weights": {str(weights): f"{weights.stat().st_size} bytes, modified "
-                                                             f"{weights.stat().st_mtime_ns}"}}
+                                   "weights": weights_fingerprint(resolve_checkpoint(tiny_model_dir))}
+    assert list(manifest["encoder"]["weights"]) == ["base: model.safetensors"]
     assert [s["rows"] for s in manifest["shards"]] == [500] * 4
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("part-")) == ["errors.jsonl", "manifest.json"]
 
@@ -230,7 +230,7 @@ def test_an_adapter_trained_again_in_place_is_refused(tiny_model_dir, tmp_path, 
     # Same path, same settings, other weights: the finished shard holds the old adapter's vectors.
     build_adapter(tiny_model_dir, adapter, seed=2)
     with pytest.raises(CorpusError, match=r"holds a run with other settings \(encoder: .*'weights': .*"
-                                          r"adapter_model\.safetensors': 'sha256 [0-9a-f]{64}'"):
+                                          r"'adapter 1: adapter_model\.safetensors': 'sha256 [0-9a-f]{64}'"):
         embed_corpus(path, tmp_path / "out", run)
 
 

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from huggingface_hub import constants
 from transformers import AutoModelForCausalLM
 
 from bivec import Encoder, LLM2Vec
-from bivec.models.checkpoint import EncoderSettings, read_settings, resolve_checkpoint
+from bivec.models.checkpoint import EncoderSettings, read_settings, resolve_checkpoint, weights_fingerprint
 
 TEXTS = ["a man plays a guitar", ["retrieve similar sentence :", "a dog runs in the park"], "the cat sits"]
 
@@ -210,3 +211,34 @@ def test_cli_encode_with_adapters(layout, tmp_path):
     np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
     result = CliRunner().invoke(app, ["encode", "a dog", "-m", str(layout["base"]), "--adapter", str(tmp_path / "none")])
     assert result.exit_code == 2 and "adapter '" in result.output and "does not exist" in result.output
+
+
+def test_weights_fingerprint_tells_other_weights_and_matches_a_copy(tmp_path, build_base):
+    base = build_base(tmp_path / "base")
+    adapter = build_adapter(base, tmp_path / "adapter", seed=1)
+    fingerprint = weights_fingerprint(resolve_checkpoint(base, [adapter]))
+    assert list(fingerprint) == ["base: model.safetensors", "adapter 1: adapter_model.safetensors"]
+    # A copy elsewhere (new paths, new modification times) is the same weights.
+    shutil.copytree(base, tmp_path / "copy")
+    assert weights_fingerprint(resolve_checkpoint(tmp_path / "copy", [adapter])) == fingerprint
+    build_base(base, seed=1)
+    retrained = weights_fingerprint(resolve_checkpoint(base, [adapter]))
+    assert retrained["base: model.safetensors"] != fingerprint["base: model.safetensors"]
+    build_adapter(base, adapter, seed=2)
+    other = weights_fingerprint(resolve_checkpoint(base, [adapter]))
+    assert other["adapter 1: adapter_model.safetensors"] != retrained["adapter 1: adapter_model.safetensors"]
+
+
+def test_a_large_base_file_is_fingerprinted_by_slices(tmp_path, build_base):
+    base = build_base(tmp_path / "base")
+    weights = base / "model.safetensors"
+    data = bytearray(np.random.default_rng(0).bytes(4 << 20))
+    weights.write_bytes(data)
+    first = weights_fingerprint(resolve_checkpoint(base))["base: model.safetensors"]
+    assert first.startswith("sha256 of 16 slices ")
+    # A byte in the ninth slice changes it; the file's length is part of it too.
+    data[8 * ((4 << 20) - (1 << 16)) // 15 + 100] ^= 1
+    weights.write_bytes(data)
+    assert weights_fingerprint(resolve_checkpoint(base))["base: model.safetensors"] != first
+    weights.write_bytes(data + b"\0")
+    assert weights_fingerprint(resolve_checkpoint(base))["base: model.safetensors"] != first

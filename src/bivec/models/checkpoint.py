@@ -277,21 +277,29 @@ def load_model(
 
 
 def weights_fingerprint(checkpoint: Checkpoint) -> dict[str, str]:
-    """What tells one version of a checkpoint's weights from another, per weight file: an adapter
-    file's SHA-256 (adapters are small, and they are what gets trained again in place), a base
-    file's size and modification time (hashing a 7B model's gigabytes would cost more than many runs).
+    """What tells one version of a checkpoint's weights from another, per weight file, named by its
+    place in the stack so that a copy elsewhere matches: an adapter file's SHA-256 (adapters are small,
+    and they are what gets trained again in place), and for a base file a SHA-256 of its size and of
+    16 slices spread through it, header included (hashing a 7B model's gigabytes would cost more than
+    many runs; a model trained again changes every slice).
 
     Example:
         >>> weights_fingerprint(resolve_checkpoint("path/to/model"))  # doctest: +SKIP
-        {'/path/to/model/model.safetensors': '538090408 bytes, modified 1764950400000000000'}
+        {'base: model.safetensors': 'sha256 of 16 slices 0b6f...'}
     """
-    out = {}
-    for directory, kind in [(checkpoint.base, "model"), *((a, "adapter") for a in checkpoint.adapters)]:
-        for path in (p for files in weight_files(directory, kind) for p in files):
-            if kind == "adapter":
-                with path.open("rb") as f:
-                    out[str(path)] = "sha256 " + hashlib.file_digest(f, "sha256").hexdigest()
-            else:
-                stat = path.stat()
-                out[str(path)] = f"{stat.st_size} bytes, modified {stat.st_mtime_ns}"
-    return out
+    parts = [("base", checkpoint.base, "model"),
+             *((f"adapter {i}", a, "adapter") for i, a in enumerate(checkpoint.adapters, 1))]
+    return {f"{place}: {path.name}": _file_digest(path, whole=kind == "adapter")
+            for place, directory, kind in parts for files in weight_files(directory, kind) for path in files}
+
+
+def _file_digest(path: Path, *, whole: bool, slices: int = 16, slice_bytes: int = 1 << 16) -> str:
+    with path.open("rb") as f:
+        if whole:
+            return "sha256 " + hashlib.file_digest(f, "sha256").hexdigest()
+        size = path.stat().st_size
+        digest = hashlib.sha256(str(size).encode())
+        for i in range(slices):
+            f.seek(i * max(0, size - slice_bytes) // (slices - 1))
+            digest.update(f.read(slice_bytes))
+    return f"sha256 of {slices} slices " + digest.hexdigest()
