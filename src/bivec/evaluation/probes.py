@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bivec.encoder import DEFAULT_BATCH_SIZE
+from bivec.encoder import DEFAULT_BATCH_SIZE, length_limit
 from bivec.precision import weights_digest
 from bivec.textio import atomic_write
 
@@ -164,7 +164,7 @@ def _align(encoder, sentence: ConllSentence, shift: bool, where: str) -> tuple[l
             positions = [[p + 1 for p in found] for found in positions]
         positions = [[p - 1 for p in found] for found in positions]
     if len(ids) > encoder.max_length:
-        raise ValueError(f"{where}:{sentence.lines[0]}: sentence has {len(ids)} tokens, more than max_length={encoder.max_length}")
+        raise ValueError(f"{where}:{sentence.lines[0]}: sentence has {len(ids)} tokens, more than {length_limit(encoder.max_length, False)}")
     return ids, positions
 
 

@@ -279,8 +279,8 @@ def load_model(
 def weights_fingerprint(checkpoint: Checkpoint) -> dict[str, str]:
     """What tells one version of a checkpoint's weights from another, per weight file, named by its
     place in the stack so that a copy elsewhere matches: an adapter file's SHA-256 (adapters are small,
-    and they are what gets trained again in place), and for a base file a SHA-256 of its size and of
-    16 slices spread through it, header included (hashing a 7B model's gigabytes would cost more than
+    and they are what gets trained again in place), and for a base file over 1 MiB a SHA-256 of its
+    size and of 16 slices of 64 KiB spread through it, header included (hashing a 7B model's gigabytes would cost more than
     many runs; a model trained again changes every slice).
 
     Example:
@@ -294,12 +294,13 @@ def weights_fingerprint(checkpoint: Checkpoint) -> dict[str, str]:
 
 
 def _file_digest(path: Path, *, whole: bool, slices: int = 16, slice_bytes: int = 1 << 16) -> str:
+    size = path.stat().st_size
     with path.open("rb") as f:
-        if whole:
+        # A file no larger than the slices is read once, whole, rather than slice by overlapping slice.
+        if whole or size <= slices * slice_bytes:
             return "sha256 " + hashlib.file_digest(f, "sha256").hexdigest()
-        size = path.stat().st_size
         digest = hashlib.sha256(str(size).encode())
         for i in range(slices):
-            f.seek(i * max(0, size - slice_bytes) // (slices - 1))
+            f.seek(i * (size - slice_bytes) // (slices - 1))
             digest.update(f.read(slice_bytes))
     return f"sha256 of {slices} slices " + digest.hexdigest()
