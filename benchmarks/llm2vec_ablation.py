@@ -10,7 +10,7 @@ which causal+SimCSE also trains with; and those read with echo embeddings (each 
 second copy pooled, so that every pooled token has read the whole text): the untrained base, the
 shipped encoder as packaged (trained without echo), and causal+SimCSE trained with echo; and two
 variants of the supervised stage on the 1,299 SICK triplets: one pass over them instead of five, as
-many steps as SimCSE (300, fifteen passes), and the stage trained after SimCSE
+many steps as SimCSE (300, fifteen passes; also on the 500-step MNTP stage), and the stage trained after SimCSE
 (Bi+MNTP+SimCSE+supervised), as one would use a small labelled set. Each row:
 Spearman x100 per STS file and their average, word-probe token accuracy (the paper's metric for all
 three tasks) and span F1 for chunking and NER, training wall time and tokens/s. The probes read the
@@ -65,6 +65,7 @@ ROWS = {
     "bi+mntp500+supervised": "Bi+MNTP+supervised, 500 MNTP steps",
     "bi+mntp+supervised-1pass": "Bi+MNTP+supervised, one pass over the triplets",
     "bi+mntp+supervised-300": "Bi+MNTP+supervised, 300 steps (as SimCSE)",
+    "bi+mntp500+supervised-300": "Bi+MNTP+supervised, 500 MNTP steps, 300 steps",
     "bi+mntp+simcse+supervised": "Bi+MNTP+SimCSE+supervised",
     "causal-wmean-echo": "causal, weighted mean, echo",
     "shipped": "causal+SimCSE, weighted mean, read with echo (shipped)",
@@ -95,6 +96,7 @@ SUPERVISED_ON = {"bi+mntp+supervised": ("bi+mntp+simcse", ["mntp"], []),
                  "bi+mntp500+supervised": ("bi+mntp500+simcse", ["mntp"], []),
                  "bi+mntp+supervised-1pass": ("bi+mntp+simcse", ["mntp"], ["steps=20", "warmup_steps=2", "save_steps=5"]),
                  "bi+mntp+supervised-300": ("bi+mntp+simcse", ["mntp"], ["steps=300", "warmup_steps=30"]),
+                 "bi+mntp500+supervised-300": ("bi+mntp500+simcse", ["mntp"], ["steps=300", "warmup_steps=30"]),
                  "bi+mntp+simcse+supervised": ("bi+mntp+simcse", ["mntp", "simcse"], [])}
 TRIPLETS = SHARED_DATA / "nli" / "sick_train_triplets.jsonl"
 # Supervised on the 1,299 SICK triplets: the paper's 1000 steps of 512 rows see its data about a
