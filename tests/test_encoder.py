@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -119,8 +121,12 @@ def test_truncation_and_raise(tiny_model_dir):
     encoder = Encoder.from_pretrained(tiny_model_dir, max_length=4)
     cut, whole = encoder.tokenize(["a man plays a guitar .", "a dog"])
     assert len(cut.input_ids) == 4 and cut.truncated and not whole.truncated
-    with pytest.raises(ValueError, match=r"inputs\[1\] has 7 tokens, more than max_length=4"):
+    with pytest.raises(InputTooLongError, match=r"inputs\[1\] has 7 tokens, more than max_length=4") as raised:
         encoder.encode(["a dog", "a man plays a guitar ."], truncate=False)
+    # Callers word it for their own inputs from its parts; it survives a trip between processes.
+    assert (raised.value.index, raised.value.reason) == (1, "has 7 tokens, more than max_length=4 tokens")
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert (type(copy), str(copy), copy.index) == (InputTooLongError, str(raised.value), 1)
     with pytest.raises(ValueError, match=r"inputs\[0\] keeps no text token within max_length=4"):
         encoder.encode([["represent the sentence for retrieve", "a dog"]])
 

@@ -50,7 +50,22 @@ class Tokenized:
 
 
 class InputTooLongError(ValueError):
-    """An input does not fit in ``max_length`` tokens and truncation is off (or it leaves no text)."""
+    """An input does not fit in ``max_length`` tokens and truncation is off (or it leaves no text).
+
+    ``index`` says which input and ``reason`` why, so that a caller can word it for its own inputs;
+    the message reads ``inputs[index] reason``.
+
+    Example:
+        >>> str(InputTooLongError(3, "has 9 tokens, more than max_length=8 tokens"))
+        'inputs[3] has 9 tokens, more than max_length=8 tokens'
+    """
+
+    def __init__(self, index: int, reason: str):
+        super().__init__(f"inputs[{index}] {reason}")
+        self.index, self.reason = index, reason
+
+    def __reduce__(self):
+        return type(self), (self.index, self.reason)
 
 
 def length_limit(max_length: int, echo: bool) -> str:
@@ -383,16 +398,13 @@ class Encoder:
             if len(ids) > self.max_length:
                 cut_texts.add(i)
                 if not truncate:
-                    raise InputTooLongError(
-                        f"inputs[{i}] has {len(ids)} tokens, more than {length_limit(self.max_length, self.echo)}"
-                    )
+                    limit = length_limit(self.max_length, self.echo)
+                    raise InputTooLongError(i, f"has {len(ids)} tokens, more than {limit}")
                 ids, offsets = ids[: self.max_length], offsets[: self.max_length]
             mask = [int(b > a and b > start and a < end) for a, b in offsets]
             if not any(mask):
-                raise InputTooLongError(
-                    f"inputs[{i}] keeps no text token within max_length={self.max_length} "
-                    "(the instruction or template fills it)"
-                )
+                raise InputTooLongError(i, f"keeps no text token within max_length={self.max_length} "
+                                           "(the instruction or template fills it)")
             out.append(Tokenized(list(ids), mask, i in cut_texts))
         return out
 
@@ -421,9 +433,8 @@ class Encoder:
             truncated = length > self.max_length
             if truncated:
                 if not truncate:
-                    raise InputTooLongError(
-                        f"inputs[{i}] has {length} tokens, more than {length_limit(self.max_length, self.echo)}"
-                    )
+                    limit = length_limit(self.max_length, self.echo)
+                    raise InputTooLongError(i, f"has {length} tokens, more than {limit}")
                 ids = ids[: self.max_length // 2 if self.echo else self.max_length]
             mask = [int(t not in special) for t in ids]
             mask = mask if any(mask) else [1] * len(ids)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from bivec.encoder import DEFAULT_BATCH_SIZE
+from bivec.encoder import DEFAULT_BATCH_SIZE, InputTooLongError
 from bivec.models.default import DEFAULT_BASE, DEFAULT_ENCODER
 from bivec.models.loading import LoadOptions
 
@@ -116,14 +116,14 @@ class BlockEncoder:
         bad: list[tuple[int, str]] = []
         try:
             good = self.encoder.tokenize(items, truncate=truncate)
-        except ValueError:
+        except InputTooLongError:
             # Rare: find the offending items one by one, so one bad text costs only its own row.
             good = []
             for position, item in enumerate(items):
                 try:
                     good += self.encoder.tokenize([item], truncate=truncate)
-                except ValueError as exc:
-                    bad.append((position, "text " + str(exc).removeprefix("inputs[0] ")))
+                except InputTooLongError as exc:
+                    bad.append((position, "text " + exc.reason))
         if not good:
             return np.zeros((0, self.encoder.dim), dtype=np.float32), bad, 0
         vectors = self.encoder.encode_tokenized(
