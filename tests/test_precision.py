@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checkpoint_layouts import build_adapter
 
 from bivec import Encoder, precision
+from bivec.models.checkpoint import resolve_checkpoint
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -115,6 +117,18 @@ def test_the_verdict_is_cached_per_model(tiny_model_dir, bf16_candidate, monkeyp
         (copy / path.name).write_bytes(path.read_bytes())
     with pytest.raises(AssertionError, match="cached verdict"):
         Encoder.from_pretrained(copy, pooling="last")  # another model: checked anew
+
+
+def test_model_file_stats_list_the_stacks_weights_and_configs(tmp_path, build_base):
+    base = build_base(tmp_path / "base")
+    adapter = build_adapter(base, tmp_path / "adapter", seed=1)
+    stats = precision.model_file_stats(resolve_checkpoint(base, [adapter]))
+    paths = [Path(p) for p, _, _ in stats]
+    assert {base / "model.safetensors", adapter / "adapter_model.safetensors", base / "config.json",
+            adapter / "adapter_config.json"} <= set(paths)
+    assert all(p.suffix in {".safetensors", ".json"} for p in paths)
+    build_adapter(base, adapter, seed=2)  # trained again in place: another model for the cache
+    assert precision.model_file_stats(resolve_checkpoint(base, [adapter])) != stats
 
 
 def test_no_native_candidate_means_float32_without_a_check(tiny_model_dir):

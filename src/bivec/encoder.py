@@ -281,7 +281,7 @@ class Encoder:
             tried = precision.candidates(device) if dtype == "auto" else ["int8"]
             key = precision.cache_key({
                 "machine": precision.machine_description(device), "candidates": tried,
-                "model": precision.model_file_stats([checkpoint.base, *checkpoint.adapters]),
+                "model": precision.model_file_stats(checkpoint),
                 "bidirectional": bidirectional, "pooling": pooling, "max_length": settings.max_length,
                 "echo": settings.echo, "attn_implementation": attn_implementation, "chat_template": chat_template,
             })
@@ -300,7 +300,7 @@ class Encoder:
         if backend != "torch":
             attach_backend(encoder, backend, precision.cache_key({
                 "machine": precision.machine_description(device), "backend": backend,
-                "model": precision.model_file_stats([checkpoint.base, *checkpoint.adapters]),
+                "model": precision.model_file_stats(checkpoint),
                 "bidirectional": bidirectional, "attn_implementation": attn_implementation,
             }))
         return encoder.compile() if compile else encoder

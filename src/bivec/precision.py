@@ -33,6 +33,7 @@ import torch
 if TYPE_CHECKING:
     from bivec.encoder import Encoder
     from bivec.int8 import Int8Plan
+    from bivec.models.checkpoint import Checkpoint
 
 MIN_COSINE = 0.99
 MIN_SHARE = 0.99
@@ -319,16 +320,13 @@ def weights_digest(encoder) -> str:
     return digest.hexdigest()[:16]
 
 
-def model_file_stats(directories: list[Path]) -> list[tuple[str, int, int]]:
-    """Path, size and modification time of every weight and config file: a changed model is a
-    new model."""
-    out = []
-    for directory in directories:
-        for path in sorted(Path(directory).iterdir()):
-            if path.suffix in {".safetensors", ".bin", ".json"} and path.is_file():
-                stat = path.stat()
-                out.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
-    return out
+def model_file_stats(checkpoint: Checkpoint) -> list[tuple[str, int, int]]:
+    """Path, size and modification time of each weight file and JSON config of ``checkpoint``: a
+    changed model is a new model. It keys this machine's cache, where a modification time is the
+    cheap sign of a change; what identifies weights across machines is ``weights_fingerprint``."""
+    configs = [p for directory in (checkpoint.base, *checkpoint.adapters) for p in sorted(directory.glob("*.json"))]
+    return [(str(path.resolve()), (stat := path.stat()).st_size, stat.st_mtime_ns)
+            for path in [*checkpoint.weight_files().values(), *configs]]
 
 
 def _verdict_dir() -> Path:

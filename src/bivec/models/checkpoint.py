@@ -67,6 +67,13 @@ class Checkpoint:
     adapters: tuple[Path, ...] = ()
     settings: EncoderSettings = field(default_factory=EncoderSettings)
 
+    def weight_files(self) -> dict[str, Path]:
+        """Each weight file of the stack, named by its place in it so that a copy elsewhere has the same
+        names: ``base: model.safetensors``, ``adapter 1: adapter_model.safetensors``, ..."""
+        parts = [("base", self.base, "model"), *((f"adapter {i}", a, "adapter") for i, a in enumerate(self.adapters, 1))]
+        return {f"{place}: {path.name}": path
+                for place, directory, kind in parts for files in weight_files(directory, kind) for path in files}
+
 
 def _read_json(path: Path) -> dict[str, Any]:
     return json_object(path.read_text(encoding="utf-8"), str(path))
@@ -277,20 +284,19 @@ def load_model(
 
 
 def weights_fingerprint(checkpoint: Checkpoint) -> dict[str, str]:
-    """What tells one version of a checkpoint's weights from another, per weight file, named by its
-    place in the stack so that a copy elsewhere matches: an adapter file's SHA-256 (adapters are small,
-    and they are what gets trained again in place), and for a base file over 1 MiB a SHA-256 of its
-    size and of 16 slices of 64 KiB spread through it, header included (hashing a 7B model's gigabytes would cost more than
-    many runs; a model trained again changes every slice).
+    """What tells one version of a checkpoint's weights from another, per weight file, named as
+    :meth:`Checkpoint.weight_files` names it so that a copy elsewhere matches: an adapter file's
+    SHA-256 (adapters are small, and they are what gets trained again in place), and for a base file
+    over 1 MiB a SHA-256 of its size and of 16 slices of 64 KiB spread through it, header included
+    (hashing a 7B model's gigabytes would cost more than many runs; a model trained again changes
+    every slice).
 
     Example:
         >>> weights_fingerprint(resolve_checkpoint("path/to/model"))  # doctest: +SKIP
         {'base: model.safetensors': 'sha256 of 16 slices 0b6f...'}
     """
-    parts = [("base", checkpoint.base, "model"),
-             *((f"adapter {i}", a, "adapter") for i, a in enumerate(checkpoint.adapters, 1))]
-    return {f"{place}: {path.name}": _file_digest(path, whole=kind == "adapter")
-            for place, directory, kind in parts for files in weight_files(directory, kind) for path in files}
+    return {name: _file_digest(path, whole=not name.startswith("base: "))
+            for name, path in checkpoint.weight_files().items()}
 
 
 def _file_digest(path: Path, *, whole: bool, slices: int = 16, slice_bytes: int = 1 << 16) -> str:
