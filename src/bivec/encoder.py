@@ -403,7 +403,7 @@ class Encoder:
                 ids, offsets = ids[: self.max_length], offsets[: self.max_length]
             mask = [int(b > a and b > start and a < end) for a, b in offsets]
             if not any(mask):
-                raise InputTooLongError(i, f"keeps no text token within max_length={self.max_length} "
+                raise InputTooLongError(i, f"keeps no text token within {length_limit(self.max_length, self.echo)} "
                                            "(the instruction or template fills it)")
             out.append(Tokenized(list(ids), mask, i in cut_texts))
         return out

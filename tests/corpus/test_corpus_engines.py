@@ -45,6 +45,19 @@ def test_block_encoder_with_only_bad_texts(tiny_model_dir):
     assert vectors.shape == (0, 32) and bad == [(0, "text has 6 tokens, more than max_length=4 tokens")] and cut == 0
 
 
+def test_block_encoder_raises_an_error_that_is_not_one_texts(tiny_model_dir, monkeypatch):
+    # Only a text too long for the model costs its own row; any other error stops the run instead of
+    # marking every text of the corpus bad.
+    worker = BlockEncoder(WorkerSettings(model=str(tiny_model_dir)))
+
+    def broken(items, truncate):
+        raise ValueError("the tokenizer's chat template does not render the user message's content")
+
+    monkeypatch.setattr(worker.encoder, "tokenize", broken)
+    with pytest.raises(ValueError, match="chat template does not render"):
+        worker.encode_block(["a dog runs"], [""])
+
+
 def test_pool_shape_defaults_and_limits():
     assert _pool_shape(RayOptions(), {"CPU": 2.0}, local=True) == (1, 2.0, 0.0)
     assert _pool_shape(RayOptions(workers=2), {"CPU": 2.0}, local=True) == (2, 1.0, 0.0)
