@@ -326,7 +326,7 @@ def model_file_stats(checkpoint: Checkpoint) -> list[tuple[str, int, int]]:
     cheap sign of a change; what identifies weights across machines is ``weights_fingerprint``."""
     configs = [p for directory in (checkpoint.base, *checkpoint.adapters) for p in sorted(directory.glob("*.json"))]
     return [(str(path.resolve()), (stat := path.stat()).st_size, stat.st_mtime_ns)
-            for path in [*checkpoint.weight_files().values(), *configs]]
+            for path in [*(file.path for file in checkpoint.weight_files()), *configs]]
 
 
 def _verdict_dir() -> Path:

@@ -17,7 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from transformers import AutoModel, PreTrainedModel
@@ -58,6 +58,14 @@ DEFAULT_SETTINGS = EncoderSettings(pooling="mean", max_length=512, bidirectional
 """What an encoder uses where neither the checkpoint nor the caller says: the reference's defaults."""
 
 
+class WeightFile(NamedTuple):
+    """One weight file of a checkpoint's stack: its name there, its kind ("model" or "adapter"), its path."""
+
+    name: str
+    kind: str
+    path: Path
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Where each part of a checkpoint lives, resolved to local directories."""
@@ -67,12 +75,12 @@ class Checkpoint:
     adapters: tuple[Path, ...] = ()
     settings: EncoderSettings = field(default_factory=EncoderSettings)
 
-    def weight_files(self) -> dict[str, Path]:
+    def weight_files(self) -> list[WeightFile]:
         """Each weight file of the stack, named by its place in it so that a copy elsewhere has the same
         names: ``base: model.safetensors``, ``adapter 1: adapter_model.safetensors``, ..."""
         parts = [("base", self.base, "model"), *((f"adapter {i}", a, "adapter") for i, a in enumerate(self.adapters, 1))]
-        return {f"{place}: {path.name}": path
-                for place, directory, kind in parts for files in weight_files(directory, kind) for path in files}
+        return [WeightFile(f"{place}: {path.name}", kind, path)
+                for place, directory, kind in parts for files in weight_files(directory, kind) for path in files]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -295,8 +303,7 @@ def weights_fingerprint(checkpoint: Checkpoint) -> dict[str, str]:
         >>> weights_fingerprint(resolve_checkpoint("path/to/model"))  # doctest: +SKIP
         {'base: model.safetensors': 'sha256 of 16 slices 0b6f...'}
     """
-    return {name: _file_digest(path, whole=not name.startswith("base: "))
-            for name, path in checkpoint.weight_files().items()}
+    return {file.name: _file_digest(file.path, whole=file.kind == "adapter") for file in checkpoint.weight_files()}
 
 
 def _file_digest(path: Path, *, whole: bool, slices: int = 16, slice_bytes: int = 1 << 16) -> str:
