@@ -33,6 +33,8 @@ def test_prompt_names_put_the_prompt_before_plain_texts(prompted):
     np.testing.assert_allclose(encoder.encode_document(TEXTS), encoder.encode(TEXTS), atol=1e-6)
     with pytest.raises(ValueError, match="unknown prompt name 'passage'; this model's prompts: 'query', 'document'"):
         encoder.encode(TEXTS, prompt_name="passage")
+    assert encoder.tokenize(TEXTS, prompt_name="query") == encoder.tokenize([[QUERY, t] for t in TEXTS])
+    assert encoder.tokenize(TEXTS, prompt_name="document") == encoder.tokenize(TEXTS)
 
 
 def test_cli_and_server_take_prompt_names(prompted, tmp_path):

@@ -137,8 +137,7 @@ def encode(
     encoder = load_encoder(options)
     items = [[instruction, t] for t in texts] if instruction else texts
     try:
-        tokenized = encoder.tokenize(encoder.with_prompt(items, prompt_name) if prompt_name else items,
-                                     truncate=truncate)
+        tokenized = encoder.tokenize(items, truncate=truncate, prompt_name=prompt_name)
         vectors = encoder.encode_tokenized(tokenized, normalize=normalize, dimensions=dimensions,
                                            batch_size=batch_size, show_progress=progress)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

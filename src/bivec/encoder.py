@@ -377,12 +377,19 @@ class Encoder:
         start = len(prefix) + len(head)
         return prefix + head + text + suffix, start, start + len(text), wrap
 
-    def tokenize(self, inputs: EncodeInput | Sequence[EncodeInput], *, truncate: bool = True) -> list[Tokenized]:
+    def tokenize(self, inputs: EncodeInput | Sequence[EncodeInput], *, truncate: bool = True,
+                 prompt_name: str | None = None) -> list[Tokenized]:
         """Format and tokenise ``inputs``, marking which tokens belong to each text.
 
         Texts longer than ``max_length`` tokens are cut at the end, or raise a ValueError when
-        ``truncate=False``.
+        ``truncate=False``. ``prompt_name`` puts a named prompt before every plain text (:meth:`with_prompt`).
+
+        Example:
+            >>> sum(t.truncated for t in encoder.tokenize(["a text"], prompt_name="query"))  # doctest: +SKIP
+            0
         """
+        if prompt_name is not None:
+            inputs = self.with_prompt(inputs, prompt_name)
         pairs = _validate(inputs)
         formatted = [self._format(instruction, text) for instruction, text in pairs]
         encoded = self._tokenize_formatted(formatted)
@@ -551,9 +558,8 @@ class Encoder:
             (2, 576)
         """
         self._check_dimensions(dimensions)
-        if prompt_name is not None:
-            inputs = self.with_prompt(inputs, prompt_name)
-        return self.encode_tokenized(self.tokenize(inputs, truncate=truncate), batch_size=batch_size,
+        return self.encode_tokenized(self.tokenize(inputs, truncate=truncate, prompt_name=prompt_name),
+                                     batch_size=batch_size,
                                      max_batch_tokens=max_batch_tokens, normalize=normalize, dimensions=dimensions,
                                      show_progress=show_progress)
 
