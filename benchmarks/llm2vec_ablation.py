@@ -11,7 +11,9 @@ second copy pooled, so that every pooled token has read the whole text): the unt
 shipped encoder as packaged (trained without echo), and causal+SimCSE trained with echo; and two
 variants of the supervised stage on the 1,299 SICK triplets: one pass over them instead of five, as
 many steps as SimCSE (300, fifteen passes; also on the 500-step MNTP stage), and the stage trained after SimCSE
-(Bi+MNTP+SimCSE+supervised), as one would use a small labelled set. Each row:
+(Bi+MNTP+SimCSE+supervised), as one would use a small labelled set; and, for the word probes, Bi+MNTP
+read in place (word i at its own token, not at the token before it that MNTP trains to predict it)
+and MNTP alone with mask ratio 0.1 and 0.4 instead of the recipe's 0.2. Each row:
 Spearman x100 per STS file and their average, word-probe token accuracy (the paper's metric for all
 three tasks) and span F1 for chunking and NER, training wall time and tokens/s. The probes read the
 model's token states of a single copy, so echo leaves them as they are.
@@ -61,6 +63,9 @@ ROWS = {
     "bi+mntp+simcse": "Bi+MNTP+SimCSE",
     "bi+mntp+supervised": "Bi+MNTP+supervised",
     "bi+mntp500": "Bi+MNTP, 500 MNTP steps",
+    "bi+mntp-inplace": "Bi+MNTP, probes read word i at its own token",
+    "bi+mntp-mask0.1": "Bi+MNTP, mask ratio 0.1",
+    "bi+mntp-mask0.4": "Bi+MNTP, mask ratio 0.4",
     "bi+mntp500+simcse": "Bi+MNTP+SimCSE, 500 MNTP steps",
     "bi+mntp500+supervised": "Bi+MNTP+supervised, 500 MNTP steps",
     "bi+mntp+supervised-1pass": "Bi+MNTP+supervised, one pass over the triplets",
@@ -89,7 +94,13 @@ SEEDED = {"bi+simcse": ["--no-mntp", *SIMCSE], "causal+simcse": ["--no-mntp", "-
           "causal+simcse-wmean-echo128": [*SHIPPED, "--simcse", "echo=true", "--simcse", "max_length=128"],
           "bi+mntp+simcse": RECIPE,
           "bi+mntp500+simcse": [*MNTP, "--mntp", "steps=500", *SIMCSE]}
-MNTP_OF = {"bi+mntp": "bi+mntp+simcse", "bi+mntp500": "bi+mntp500+simcse"}
+MNTP_OF = {"bi+mntp": "bi+mntp+simcse", "bi+mntp500": "bi+mntp500+simcse", "bi+mntp-inplace": "bi+mntp+simcse"}
+# MNTP rows whose probes read word i at its own token rather than at the one before it, which
+# MNTP trains to predict it (the paper's retroactive reading).
+IN_PLACE = {"bi+mntp-inplace"}
+# MNTP alone with one of the recipe's MNTP settings changed (the word probes' question: is the
+# mask ratio what keeps Bi+MNTP below causal on POS?).
+MNTP_VARIANTS = {"bi+mntp-mask0.1": ["mask_ratio=0.1"], "bi+mntp-mask0.4": ["mask_ratio=0.4"]}
 # A supervised row: (the SimCSE row whose recipe folder it trains on, the stages of that folder it
 # stacks, its flags beyond SUPERVISED).
 SUPERVISED_ON = {"bi+mntp+supervised": ("bi+mntp+simcse", ["mntp"], []),
@@ -98,6 +109,7 @@ SUPERVISED_ON = {"bi+mntp+supervised": ("bi+mntp+simcse", ["mntp"], []),
                  "bi+mntp+supervised-300": ("bi+mntp+simcse", ["mntp"], ["steps=300", "warmup_steps=30"]),
                  "bi+mntp500+supervised-300": ("bi+mntp500+simcse", ["mntp"], ["steps=300", "warmup_steps=30"]),
                  "bi+mntp+simcse+supervised": ("bi+mntp+simcse", ["mntp", "simcse"], [])}
+WIKITEXT = SHARED_DATA / "text" / "wikitext2_valid.txt"
 TRIPLETS = SHARED_DATA / "nli" / "sick_train_triplets.jsonl"
 # Supervised on the 1,299 SICK triplets: the paper's 1000 steps of 512 rows see its data about a
 # third of a time; here 100 steps of 64 rows see these five times (about 20 minutes on 2 cores).
@@ -110,7 +122,7 @@ def _trained(row: str, work: Path, seed: int = RECIPE_SEED) -> Path:
     from bivec.cli import run
 
     out = work / row_key(row, seed)
-    argv = ["train", "llm2vec", str(SHARED_DATA / "text" / "wikitext2_valid.txt"), "--model", "bivec/default-base",
+    argv = ["train", "llm2vec", str(WIKITEXT), "--model", "bivec/default-base",
             "-o", str(out), "--seed", str(seed), *SEEDED[row]]
     run(argv)
     return out
@@ -124,6 +136,20 @@ def _cost(log: dict) -> dict:
 def _stages(folder: Path) -> dict:
     """The cost of each training stage under a recipe folder, from its results."""
     return {name: _cost(log) for name, log in json.loads((folder / "results.json").read_text())["stages"].items()}
+
+
+def _mntp_variant(out: Path, flags: list[str]) -> tuple[Path, dict]:
+    """An MNTP stage with the recipe's MNTP settings and ``flags`` on top (kept when finished with
+    these settings, refused when finished with others, resumed when killed)."""
+    from dataclasses import replace
+
+    from bivec.training import MNTPConfig, train_mntp
+    from bivec.training.recipe import finished_stage, stage_settings
+
+    config = replace(stage_settings(MNTPConfig, [*MNTP[1::2], *flags], "--mntp"), data=[WIKITEXT], output_dir=out,
+                     model="bivec/default-base", seed=RECIPE_SEED, resume=True)
+    log = finished_stage(config) or train_mntp(config)
+    return out, {"mntp": _cost(log)}
 
 
 def _supervised(out: Path, recipe: Path, stages: list[str], flags: list[str]) -> tuple[Path, dict]:
@@ -156,6 +182,9 @@ def model_for(row: str, work: Path, seed: int = RECIPE_SEED) -> tuple[str, dict,
     if row in MNTP_OF:
         recipe = _trained(MNTP_OF[row], work)
         return str(recipe / "mntp"), {}, {"mntp": _stages(recipe)["mntp"]}
+    if row in MNTP_VARIANTS:
+        folder, costs = _mntp_variant(work / row, MNTP_VARIANTS[row])
+        return str(folder), {}, costs
     on, stages, flags = SUPERVISED_ON[row]
     folder, costs = _supervised(work / row, _trained(on, work), stages, flags)
     return str(folder), {}, costs
@@ -242,7 +271,7 @@ def main() -> None:
             continue
         print(f"{key}: running", flush=True)
         model, options, training = model_for(row, args.work, args.seed)
-        retroactive = "next_token" if "mntp" in row else "none"
+        retroactive = "next_token" if "mntp" in row and row not in IN_PLACE else "none"
         result = evaluate(model, options, probe, retroactive) | {"training": training, "cpu": cpu_description(),
                                                      "probe_sentences": list(probe), "seed": args.seed,
                                                      "command": " ".join(shlex.quote(a) for a in sys.argv)}
