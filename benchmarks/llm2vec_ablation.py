@@ -140,34 +140,31 @@ def _stages(folder: Path) -> dict:
     return {name: _cost(log) for name, log in json.loads((folder / "results.json").read_text())["stages"].items()}
 
 
-def _mntp_variant(out: Path, flags: list[str]) -> tuple[Path, dict]:
-    """An MNTP stage with the recipe's MNTP settings and ``flags`` on top (kept when finished with
-    these settings, refused when finished with others, resumed when killed)."""
+def _stage(out: Path, stage: str, settings: list[str], **fields) -> dict:
+    """One training stage (``mntp`` or ``supervised``) in ``out`` from its ``KEY=VALUE`` settings and
+    config ``fields``, with the base model: kept when finished with these settings, refused when
+    finished with others, resumed when killed. Returns its cost."""
     from dataclasses import replace
 
-    from bivec.training import MNTPConfig, train_mntp
+    from bivec.training import MNTPConfig, SupervisedConfig, train_mntp, train_supervised
     from bivec.training.recipe import finished_stage, stage_settings
 
-    config = replace(stage_settings(MNTPConfig, [*MNTP[1::2], *flags], "--mntp"), data=[WIKITEXT], output_dir=out,
-                     model="bivec/default-base", seed=RECIPE_SEED, resume=True)
-    log = finished_stage(config) or train_mntp(config)
-    return out, {"mntp": _cost(log)}
+    cls, train = {"mntp": (MNTPConfig, train_mntp), "supervised": (SupervisedConfig, train_supervised)}[stage]
+    config = replace(stage_settings(cls, settings, f"--{stage}"), output_dir=out, model="bivec/default-base",
+                     resume=True, **fields)
+    return _cost(finished_stage(config) or train(config))
+
+
+def _mntp_variant(out: Path, flags: list[str]) -> tuple[Path, dict]:
+    """An MNTP stage with the recipe's MNTP settings and ``flags`` on top."""
+    return out, {"mntp": _stage(out, "mntp", [*MNTP[1::2], *flags], data=[WIKITEXT], seed=RECIPE_SEED)}
 
 
 def _supervised(out: Path, recipe: Path, stages: list[str], flags: list[str]) -> tuple[Path, dict]:
-    """A supervised stage on the ``stages`` of the recipe folder ``recipe``, with ``flags`` beyond
-    SUPERVISED (kept when finished with these settings, refused when finished with others, resumed
-    when killed)."""
-    from dataclasses import replace
-
-    from bivec.training import SupervisedConfig, train_supervised
-    from bivec.training.recipe import finished_stage, stage_settings
-
-    config = replace(stage_settings(SupervisedConfig, [*SUPERVISED, *flags], "--supervised"), data=[TRIPLETS],
-                     adapters=[recipe / stage for stage in stages], output_dir=out, model="bivec/default-base",
-                     resume=True)
-    log = finished_stage(config) or train_supervised(config)
-    return out, {**{stage: _stages(recipe)[stage] for stage in stages}, "supervised": _cost(log)}
+    """A supervised stage on the ``stages`` of the recipe folder ``recipe``, with ``flags`` beyond SUPERVISED."""
+    cost = _stage(out, "supervised", [*SUPERVISED, *flags], data=[TRIPLETS],
+                  adapters=[recipe / stage for stage in stages])
+    return out, {**{stage: _stages(recipe)[stage] for stage in stages}, "supervised": cost}
 
 
 def model_for(row: str, work: Path, seed: int = RECIPE_SEED) -> tuple[str, dict, dict]:

@@ -559,9 +559,8 @@ class Encoder:
         """
         self._check_dimensions(dimensions)
         return self.encode_tokenized(self.tokenize(inputs, truncate=truncate, prompt_name=prompt_name),
-                                     batch_size=batch_size,
-                                     max_batch_tokens=max_batch_tokens, normalize=normalize, dimensions=dimensions,
-                                     show_progress=show_progress)
+                                     batch_size=batch_size, max_batch_tokens=max_batch_tokens, normalize=normalize,
+                                     dimensions=dimensions, show_progress=show_progress)
 
     def with_prompt(self, inputs: EncodeInput | Sequence[EncodeInput], prompt_name: str) -> list[EncodeInput]:
         """``inputs`` with the named prompt as the instruction of every plain text (an input that
