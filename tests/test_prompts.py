@@ -27,6 +27,7 @@ def prompted(tiny_model_dir, tmp_path_factory):
 def test_prompt_names_put_the_prompt_before_plain_texts(prompted):
     encoder = Encoder.from_pretrained(prompted)
     assert encoder.prompts == {"query": QUERY, "document": ""}
+    assert (encoder.prompt("query"), encoder.prompt("document")) == (QUERY, "")
     instructed = encoder.encode([[QUERY, t] for t in TEXTS])
     np.testing.assert_allclose(encoder.encode(TEXTS, prompt_name="query"), instructed, atol=1e-6)
     np.testing.assert_allclose(encoder.encode_query(TEXTS), instructed, atol=1e-6)
@@ -52,7 +53,9 @@ def test_cli_and_server_take_prompt_names(prompted, tmp_path):
         np.testing.assert_allclose([d["embedding"] for d in ok.json()["data"]], expected, atol=1e-5)
         bad = client.post("/v1/embeddings", json={"input": TEXTS, "prompt_name": "nope"})
         assert bad.status_code == 400
-        assert bad.json()["error"]["message"] == "unknown prompt_name 'nope'; this model's prompts: 'query', 'document'"
+        error = bad.json()["error"]
+        assert error["message"] == "prompt_name: unknown prompt name 'nope'; this model's prompts: 'query', 'document'"
+        assert error["param"] == "prompt_name"
 
 
 def test_bad_prompts_in_a_checkpoint_are_named(tiny_model_dir, tmp_path):

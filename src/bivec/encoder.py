@@ -562,13 +562,23 @@ class Encoder:
                                      batch_size=batch_size, max_batch_tokens=max_batch_tokens, normalize=normalize,
                                      dimensions=dimensions, show_progress=show_progress)
 
-    def with_prompt(self, inputs: EncodeInput | Sequence[EncodeInput], prompt_name: str) -> list[EncodeInput]:
-        """``inputs`` with the named prompt as the instruction of every plain text (an input that
-        carries its own instruction keeps it); an unknown name is a ValueError naming the known ones."""
+    def prompt(self, prompt_name: str) -> str:
+        """The instruction of the named prompt (``""`` for one that adds none, such as a document
+        prompt); an unknown name is a ValueError naming the known ones.
+
+        Example:
+            >>> encoder.prompt("query")  # doctest: +SKIP
+            'Given a web search query, retrieve relevant passages that answer the query'
+        """
         if prompt_name not in self.prompts:
             known = ", ".join(map(repr, self.prompts)) or "none"
             raise ValueError(f"unknown prompt name {prompt_name!r}; this model's prompts: {known}")
-        prompt = self.prompts[prompt_name]
+        return self.prompts[prompt_name]
+
+    def with_prompt(self, inputs: EncodeInput | Sequence[EncodeInput], prompt_name: str) -> list[EncodeInput]:
+        """``inputs`` with the named prompt as the instruction of every plain text (an input that
+        carries its own instruction keeps it); an unknown name is a ValueError naming the known ones."""
+        prompt = self.prompt(prompt_name)
         items = [inputs] if isinstance(inputs, str) else list(inputs)
         return [[prompt, item] if prompt and isinstance(item, str) else item for item in items]
 

@@ -133,14 +133,14 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
         if count > config.max_inputs:
             raise ApiError(413, f"input has {count} items; this server takes at most {config.max_inputs} "
                                 "per request", param="input")
+        instruction = body.instruction
         if body.prompt_name is not None:
             if body.instruction is not None:
                 raise ApiError(400, "give instruction or prompt_name, not both", param="prompt_name")
-            if body.prompt_name not in encoder.prompts:
-                known = ", ".join(map(repr, encoder.prompts)) or "none"
-                raise ApiError(400, f"unknown prompt_name {body.prompt_name!r}; this model's prompts: {known}",
-                               param="prompt_name")
-        instruction = encoder.prompts[body.prompt_name] if body.prompt_name is not None else body.instruction
+            try:
+                instruction = encoder.prompt(body.prompt_name)
+            except ValueError as exc:
+                raise ApiError(400, f"prompt_name: {exc}", param="prompt_name") from exc
         try:
             if body.token_ids is not None:
                 if instruction:
