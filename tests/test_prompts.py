@@ -56,6 +56,13 @@ def test_cli_and_server_take_prompt_names(prompted, tmp_path):
         error = bad.json()["error"]
         assert error["message"] == "prompt_name: unknown prompt name 'nope'; this model's prompts: 'query', 'document'"
         assert error["param"] == "prompt_name"
+        ids = [encoder.tokenizer("a dog")["input_ids"]]
+        bad = client.post("/v1/embeddings", json={"input": ids, "prompt_name": "query"}).json()["error"]
+        assert (bad["message"], bad["param"]) == (
+            "prompt_name applies to text inputs; token-id inputs carry their own tokens", "prompt_name")
+        plain = client.post("/v1/embeddings", json={"input": ids}).json()["data"]
+        document = client.post("/v1/embeddings", json={"input": ids, "prompt_name": "document"}).json()["data"]
+        assert document == plain
 
 
 def test_bad_prompts_in_a_checkpoint_are_named(tiny_model_dir, tmp_path):

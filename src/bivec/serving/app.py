@@ -144,8 +144,9 @@ def create_app(encoder: Encoder, config: ServerConfig | None = None) -> FastAPI:
         try:
             if body.token_ids is not None:
                 if instruction:
-                    raise ApiError(400, "instruction applies to text inputs; token-id inputs carry their own tokens",
-                                   param="instruction")
+                    field = "instruction" if body.prompt_name is None else "prompt_name"
+                    raise ApiError(400, f"{field} applies to text inputs; token-id inputs carry their own tokens",
+                                   param=field)
                 tokenized = encoder.tokenize_ids(body.token_ids, truncate=config.truncate)
             else:
                 _check_unicode(body.texts, instruction)
