@@ -164,7 +164,8 @@ def _supervised(out: Path, recipe: Path, stages: list[str], flags: list[str]) ->
     """A supervised stage on the ``stages`` of the recipe folder ``recipe``, with ``flags`` beyond SUPERVISED."""
     cost = _stage(out, "supervised", [*SUPERVISED, *flags], data=[TRIPLETS],
                   adapters=[recipe / stage for stage in stages])
-    return out, {**{stage: _stages(recipe)[stage] for stage in stages}, "supervised": cost}
+    done = _stages(recipe)
+    return out, {**{stage: done[stage] for stage in stages}, "supervised": cost}
 
 
 def model_for(row: str, work: Path, seed: int = RECIPE_SEED) -> tuple[str, dict, dict]:
