@@ -4,7 +4,7 @@ SimCSE / supervised training makes the encoder, on the shared STS files and CoNL
 Rows: causal; Bi; Bi+MNTP; Bi+SimCSE (no MNTP); causal+SimCSE; Bi+MNTP+SimCSE;
 Bi+MNTP+supervised (SICK triplets: non-commercial, so a benchmark row, never shipped); Bi+MNTP,
 Bi+MNTP+SimCSE and Bi+MNTP+supervised again with twice the MNTP steps (500: is 250 too little
-adaptation?); the two causal rows again with weighted mean pooling (SGPT's pooling for causal
+adaptation?), and Bi+MNTP and Bi+MNTP+SimCSE with the paper's 1000; the two causal rows again with weighted mean pooling (SGPT's pooling for causal
 models: token k weighs k, since under causal attention a later token has read more of the text),
 which causal+SimCSE also trains with; and those read with echo embeddings (each text twice, the
 second copy pooled, so that every pooled token has read the whole text): the untrained base, the
@@ -69,6 +69,8 @@ ROWS = {
     "bi+mntp500-mask0.4": "Bi+MNTP, 500 MNTP steps, mask ratio 0.4",
     "bi+mntp500+simcse": "Bi+MNTP+SimCSE, 500 MNTP steps",
     "bi+mntp500+supervised": "Bi+MNTP+supervised, 500 MNTP steps",
+    "bi+mntp1000": "Bi+MNTP, 1000 MNTP steps (the paper's)",
+    "bi+mntp1000+simcse": "Bi+MNTP+SimCSE, 1000 MNTP steps (the paper's)",
     "bi+mntp+supervised-1pass": "Bi+MNTP+supervised, one pass over the triplets",
     "bi+mntp+supervised-300": "Bi+MNTP+supervised, 300 steps (as SimCSE)",
     "bi+mntp500+supervised-300": "Bi+MNTP+supervised, 500 MNTP steps, 300 steps",
@@ -94,8 +96,10 @@ SEEDED = {"bi+simcse": ["--no-mntp", *SIMCSE], "causal+simcse": ["--no-mntp", "-
           # two copies, 128 keeps them as whole as the single-copy rows.
           "causal+simcse-wmean-echo128": [*SHIPPED, "--simcse", "echo=true", "--simcse", "max_length=128"],
           "bi+mntp+simcse": RECIPE,
-          "bi+mntp500+simcse": [*MNTP, "--mntp", "steps=500", *SIMCSE]}
-MNTP_OF = {"bi+mntp": "bi+mntp+simcse", "bi+mntp500": "bi+mntp500+simcse", "bi+mntp-inplace": "bi+mntp+simcse"}
+          "bi+mntp500+simcse": [*MNTP, "--mntp", "steps=500", *SIMCSE],
+          "bi+mntp1000+simcse": [*MNTP, "--mntp", "steps=1000", *SIMCSE]}
+MNTP_OF = {"bi+mntp": "bi+mntp+simcse", "bi+mntp500": "bi+mntp500+simcse", "bi+mntp1000": "bi+mntp1000+simcse",
+           "bi+mntp-inplace": "bi+mntp+simcse"}
 # MNTP rows whose probes read word i at its own token rather than at the one before it, which
 # MNTP trains to predict it (the paper's retroactive reading).
 IN_PLACE = {"bi+mntp-inplace"}
