@@ -58,3 +58,13 @@ def test_no_import_cycle():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+
+
+def test_the_cli_root_only_registers_commands():
+    """As in accelerate: each command lives with its concern, and no command reaches back into the root."""
+    from bivec.cli import app
+
+    commands = [c.callback for c in app.registered_commands]
+    assert {c.__name__ for c in commands} >= {"encode", "info", "serve", "analyze"}
+    assert [c.__name__ for c in commands if c.__module__ == "bivec.cli"] == []
+    assert [name for name, imports in _imports().items() if "bivec.cli" in imports] == []
