@@ -10,32 +10,52 @@ import typer
 from bivec.cli_options import AllowPickleOption as AllowPickle
 from bivec.cli_options import TrustRemoteCodeOption as TrustRemoteCode
 from bivec.cli_options import fail
+from bivec.training.config import (
+    ContrastiveConfig,
+    MNTPConfig,
+    SimCSEConfig,
+    SupervisedConfig,
+    TrainConfig,
+    setting_help,
+)
+from bivec.training.recipe import stage_defaults
 
 app = typer.Typer(help="Train LLM2Vec stages: MNTP, unsupervised SimCSE, supervised contrastive.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
-Data = Annotated[list[str], typer.Argument(help="Training data files (or directories of .txt files).")]
-Output = Annotated[Path, typer.Option("--output", "-o", help="Output directory (adapter, logs, checkpoints).")]
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Base model directory; default: bivec/default-base (the untrained embedded model).")]
-Adapters = Annotated[Optional[list[str]], typer.Option("--adapter", help="Adapter merged into the base first (e.g. the MNTP output); repeatable.")]
-Steps = Annotated[Optional[int], typer.Option(help="Optimiser steps.")]
-Batch = Annotated[Optional[int], typer.Option(help="Global batch size per step (split across processes).")]
-LR = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
-Warmup = Annotated[Optional[int], typer.Option(help="Linear warmup steps.")]
-MaxLen = Annotated[Optional[int], typer.Option(help="Tokens per text (MNTP: per block).")]
-LoraR = Annotated[Optional[int], typer.Option(help="LoRA rank (alpha is twice the rank); default 16.")]
-LoraDropout = Annotated[Optional[float], typer.Option(help="Dropout on the LoRA inputs; default 0.05.")]
-Seed = Annotated[Optional[int], typer.Option(help="Random seed (data order, masks, dropout); default 42.")]
-SaveSteps = Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps (0: never); default 200.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --output.")]
-Precision = Annotated[Optional[str], typer.Option(help="auto (bf16 autocast when the hardware supports it; the default), bf16 or fp32.")]
-GradCkpt = Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations to save memory.")]
-DeepSpeed = Annotated[Optional[Path], typer.Option(help="DeepSpeed JSON config (multi-GPU).")]
-FSDP = Annotated[Optional[Path], typer.Option(help="JSON of accelerate FullyShardedDataParallelPlugin arguments.")]
-Scale = Annotated[Optional[float], typer.Option(help="Similarity scale of the InfoNCE loss.")]
-Chunk = Annotated[Optional[int], typer.Option(help="Texts per forward pass (GradCache); the loss is unchanged.")]
-Merge = Annotated[bool, typer.Option("--merge", help="Also save the model with every adapter merged in OUTPUT/merged.")]
-Instruction = Annotated[str, typer.Option(help="Instruction for queries without their own; not pooled.")]
+def _help(name: str, cls: type = TrainConfig) -> str:
+    return setting_help(cls, name)
+
+
+Data = Annotated[list[str], typer.Argument(help=_help("data"))]
+Output = Annotated[Path, typer.Option("--output", "-o", help=_help("output_dir"))]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help=_help("model"))]
+Adapters = Annotated[Optional[list[str]], typer.Option("--adapter", help=_help("adapters") + " Repeatable.")]
+Steps = Annotated[Optional[int], typer.Option(help=_help("steps"))]
+Batch = Annotated[Optional[int], typer.Option(help=_help("batch_size"))]
+LR = Annotated[Optional[float], typer.Option("--lr", help=_help("learning_rate"))]
+Warmup = Annotated[Optional[int], typer.Option(help=_help("warmup_steps"))]
+MaxLen = Annotated[Optional[int], typer.Option(help=_help("max_length"))]
+LoraR = Annotated[Optional[int], typer.Option(help=_help("lora_r"))]
+LoraDropout = Annotated[Optional[float], typer.Option(help=_help("lora_dropout"))]
+Seed = Annotated[Optional[int], typer.Option(help=_help("seed"))]
+SaveSteps = Annotated[Optional[int], typer.Option(help=_help("save_steps"))]
+Resume = Annotated[bool, typer.Option("--resume", help=_help("resume"))]
+Precision = Annotated[Optional[str], typer.Option(help=_help("precision"))]
+GradCkpt = Annotated[bool, typer.Option("--gradient-checkpointing", help=_help("gradient_checkpointing"))]
+DeepSpeed = Annotated[Optional[Path], typer.Option(help=_help("deepspeed_config"))]
+FSDP = Annotated[Optional[Path], typer.Option(help=_help("fsdp_config"))]
+Merge = Annotated[bool, typer.Option("--merge", help=_help("merge"))]
+Scale = Annotated[Optional[float], typer.Option(help=_help("scale", ContrastiveConfig))]
+Chunk = Annotated[Optional[int], typer.Option(help=_help("chunk_size", ContrastiveConfig))]
+Pooling = Annotated[Optional[str], typer.Option(help=_help("pooling", ContrastiveConfig))]
+Echo = Annotated[Optional[bool], typer.Option("--echo/--no-echo", help=_help("echo", ContrastiveConfig))]
+Instruction = Annotated[str, typer.Option(help=_help("instruction", ContrastiveConfig))]
+
+
+def _epilog(example: str, cls: type) -> str:
+    """A stage command's example and its defaults, which differ from stage to stage."""
+    return f"{example}\n\nDefaults of this stage (its config's fields; the flags above set them): {stage_defaults(cls)}"
 
 
 def _run(config, train) -> None:
@@ -60,18 +80,19 @@ def _common(data, output, model, adapters, steps, batch_size, lr, warmup, max_le
                 trust_remote_code=trust_remote_code)
 
 
-@app.command(epilog="Example: bivec train mntp ../shared/data/text/wikitext2_valid.txt -o out/mntp --steps 1000 --merge")
+@app.command(epilog=_epilog("Example: bivec train mntp ../shared/data/text/wikitext2_valid.txt -o out/mntp --steps 1000 --merge",
+                             MNTPConfig))
 def mntp(data: Data, output: Output = Path("bivec-mntp"), model: Model = None, adapter: Adapters = None,
          steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None, max_length: MaxLen = None,
          lora_r: LoraR = None, lora_dropout: LoraDropout = None, seed: Seed = None, save_steps: SaveSteps = None, resume: Resume = False,
          precision: Precision = None, gradient_checkpointing: GradCkpt = False, deepspeed: DeepSpeed = None,
          fsdp: FSDP = None, allow_pickle: AllowPickle = False, trust_remote_code: TrustRemoteCode = False,
-         mask_ratio: Annotated[Optional[float], typer.Option(help="Fraction of tokens masked.")] = None,
-         mask_token: Annotated[Optional[str], typer.Option(help="auto (the tokenizer's, else '_'), new, or an existing token.")] = None,
-         pack: Annotated[bool, typer.Option(help="Pack texts into full blocks (--no-pack: truncate each).")] = True,
+         mask_ratio: Annotated[Optional[float], typer.Option(help=_help("mask_ratio", MNTPConfig))] = None,
+         mask_token: Annotated[Optional[str], typer.Option(help=_help("mask_token", MNTPConfig))] = None,
+         pack: Annotated[bool, typer.Option(help=_help("pack", MNTPConfig))] = True,
          merge: Merge = False) -> None:
     """Masked next-token prediction with LoRA on the bidirectional model (stage 1)."""
-    from bivec.training import MNTPConfig, train_mntp
+    from bivec.training import train_mntp
 
     common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
                      seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle,
@@ -79,41 +100,45 @@ def mntp(data: Data, output: Output = Path("bivec-mntp"), model: Model = None, a
     _run(MNTPConfig(**common, mask_ratio=mask_ratio, mask_token=mask_token, pack=pack, merge=merge), train_mntp)
 
 
-@app.command(epilog="Example: bivec train simcse sentences.txt --adapter out/mntp -o out/simcse --steps 1000")
+@app.command(epilog=_epilog("Example: bivec train simcse sentences.txt --adapter out/mntp -o out/simcse --steps 1000",
+                             SimCSEConfig))
 def simcse(data: Data, output: Output = Path("bivec-simcse"), model: Model = None, adapter: Adapters = None,
            steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None,
            max_length: MaxLen = None, lora_r: LoraR = None, lora_dropout: LoraDropout = None, seed: Seed = None, save_steps: SaveSteps = None,
            resume: Resume = False, precision: Precision = None, gradient_checkpointing: GradCkpt = False,
            deepspeed: DeepSpeed = None, fsdp: FSDP = None, allow_pickle: AllowPickle = False,
            trust_remote_code: TrustRemoteCode = False, scale: Scale = None, chunk_size: Chunk = None,
-           dropout: Annotated[Optional[float], typer.Option(help="Attention dropout making the two views differ.")] = None,
-           merge: Merge = False) -> None:
+           dropout: Annotated[Optional[float], typer.Option(help=_help("dropout", ContrastiveConfig))] = None,
+           pooling: Pooling = None, echo: Echo = None, merge: Merge = False) -> None:
     """Unsupervised SimCSE, one sentence per line, on top of the MNTP adapter (stage 2)."""
-    from bivec.training import SimCSEConfig, train_simcse
+    from bivec.training import train_simcse
 
     common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
                      seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle,
                      trust_remote_code)
-    _run(SimCSEConfig(**common, scale=scale, chunk_size=chunk_size, dropout=dropout, merge=merge), train_simcse)
+    _run(SimCSEConfig(**common, scale=scale, chunk_size=chunk_size, dropout=dropout, pooling=pooling, echo=echo,
+                      merge=merge), train_simcse)
 
 
-@app.command(epilog="Example: bivec train supervised ../shared/data/nli/sick_train_triplets.jsonl --adapter out/mntp "
-             "-o out/sup --batch-size 512 --chunk-size 32 --instruction 'Retrieve semantically similar text.'")
+@app.command(epilog=_epilog("Example: bivec train supervised ../shared/data/nli/sick_train_triplets.jsonl --adapter "
+                             "out/mntp -o out/sup --batch-size 512 --chunk-size 32 "
+                             "--instruction 'Retrieve semantically similar text.'", SupervisedConfig))
 def supervised(data: Data, output: Output = Path("bivec-supervised"), model: Model = None, adapter: Adapters = None,
                steps: Steps = None, batch_size: Batch = None, lr: LR = None, warmup: Warmup = None,
                max_length: MaxLen = None, lora_r: LoraR = None, lora_dropout: LoraDropout = None, seed: Seed = None, save_steps: SaveSteps = None,
                resume: Resume = False, precision: Precision = None, gradient_checkpointing: GradCkpt = False,
                deepspeed: DeepSpeed = None, fsdp: FSDP = None, allow_pickle: AllowPickle = False,
                trust_remote_code: TrustRemoteCode = False, scale: Scale = None, chunk_size: Chunk = None,
-               instruction: Instruction = "", merge: Merge = False) -> None:
+               instruction: Instruction = "", pooling: Pooling = None, echo: Echo = None,
+               merge: Merge = False) -> None:
     """Supervised contrastive training on (query, positive, negatives) JSONL/CSV rows (stage 2)."""
-    from bivec.training import SupervisedConfig, train_supervised
+    from bivec.training import train_supervised
 
     common = _common(data, output, model, adapter, steps, batch_size, lr, warmup, max_length, lora_r, lora_dropout,
                      seed, save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle,
                      trust_remote_code)
-    _run(SupervisedConfig(**common, scale=scale, chunk_size=chunk_size, instruction=instruction, merge=merge),
-         train_supervised)
+    _run(SupervisedConfig(**common, scale=scale, chunk_size=chunk_size, instruction=instruction, pooling=pooling,
+                          echo=echo, merge=merge), train_supervised)
 
 
 def _command_line(context: typer.Context) -> str:
@@ -138,9 +163,12 @@ def _command_line(context: typer.Context) -> str:
 
 
 StageItems = Annotated[Optional[list[str]], typer.Option(
-    metavar="KEY=VALUE", help="A setting of this stage (a field of its config, e.g. steps=250); repeatable.")]
+    metavar="KEY=VALUE", help="A setting of this stage (a field of its config, e.g. steps=250; the keys and their "
+                              "defaults are below, their help in bivec train mntp|simcse|supervised --help); repeatable.")]
 _RECIPE_EXAMPLE = ("Example: bivec train llm2vec ../shared/data/text/wikitext2_valid.txt -o out/encoder "
-                   "--mntp steps=250 --mntp batch_size=8 --simcse steps=300 --eval ../shared/data/sts/sick_trial.tsv")
+                   "--mntp steps=250 --mntp batch_size=8 --simcse steps=300 --eval ../shared/data/sts/sick_trial.tsv"
+                   + "".join(f"\n\n--{name} KEY=VALUE, with the defaults: {stage_defaults(cls)}" for name, cls in
+                             (("mntp", MNTPConfig), ("simcse", SimCSEConfig), ("supervised", SupervisedConfig))))
 
 
 @app.command(epilog=_RECIPE_EXAMPLE)
@@ -165,7 +193,6 @@ def llm2vec(
     --supervised KEY=VALUE (the fields of MNTPConfig, SimCSEConfig, SupervisedConfig; repeatable).
     Running it again skips finished stages and resumes a killed one.
     """
-    from bivec.training.config import MNTPConfig, SimCSEConfig, SupervisedConfig
     from bivec.training.recipe import LLM2VecConfig, stage_settings, train_llm2vec
 
     try:

@@ -6,51 +6,57 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bivec.pooling import POOLING_MODES, check_pooling_mode
+
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
 class TrainConfig:
-    """Settings shared by every stage.
+    """Settings shared by every stage; each field's ``help`` metadata says what it does (``setting_help``).
 
-    ``batch_size`` is the global batch per optimiser step, split across processes;
-    ``chunk_size`` (contrastive stages) bounds how many texts go through the model at once.
-    ``precision``: ``auto`` (bf16 autocast where the hardware supports it, else fp32), ``bf16``
-    or ``fp32``. ``resume`` continues from the newest checkpoint in ``output_dir``, refusing one
-    made with other settings. The base model and adapters load as the encoder loads them:
-    safetensors only unless ``allow_pickle``, shipped code only with ``trust_remote_code``.
-    ``bidirectional=False`` trains with the model's causal attention (the paper's ablation), and
-    the output says so, so that it is encoded causally too. ``merge`` also writes the model with
-    every adapter merged into ``output_dir/merged`` (a plain Hugging Face folder).
+    The base model and adapters load as the encoder loads them: safetensors only unless
+    ``allow_pickle``, shipped code only with ``trust_remote_code``.
     """
 
-    data: list[Any] = field(default_factory=list)
-    output_dir: str | Path = "bivec-output"
-    model: str | Path | None = None
-    adapters: list[str | Path] = field(default_factory=list)
-    steps: int = 1000
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    max_length: int = 512
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = LORA_TARGETS
-    seed: int = 42
-    save_steps: int = 200
-    precision: str = "auto"
-    gradient_checkpointing: bool = False
-    deepspeed_config: str | Path | None = None
-    fsdp_config: str | Path | None = None
-    resume: bool = False
-    progress: bool = True
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-    bidirectional: bool = True
-    merge: bool = False
+    data: list[Any] = field(default_factory=list, metadata={"help": "Training data files (or folders of .txt files)."})
+    output_dir: str | Path = field(default="bivec-output",
+                                   metadata={"help": "Output folder (adapter, logs, checkpoints)."})
+    model: str | Path | None = field(default=None, metadata={
+        "help": "Base model folder; default: bivec/default-base (the untrained embedded model)."})
+    adapters: list[str | Path] = field(default_factory=list, metadata={
+        "help": "Adapters merged into the base first (e.g. the MNTP output), in order."})
+    steps: int = field(default=1000, metadata={"help": "Optimiser steps."})
+    batch_size: int = field(default=32, metadata={"help": "Global batch size per step (split across processes)."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warmup steps."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradients are clipped to this norm."})
+    max_length: int = field(default=512, metadata={"help": "Tokens per text (MNTP: per block)."})
+    lora_r: int = field(default=16, metadata={
+        "help": "LoRA rank; a rank given without an alpha gets alpha = 2 x rank (the paper's ratio)."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA inputs."})
+    lora_targets: tuple[str, ...] = field(default=LORA_TARGETS,
+                                          metadata={"help": "Modules that get LoRA (comma-separated)."})
+    seed: int = field(default=42, metadata={"help": "Random seed (data order, masks, dropout)."})
+    save_steps: int = field(default=200, metadata={"help": "Write a checkpoint every N steps (0: never)."})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (bf16 autocast where the hardware supports it, else fp32), bf16 or fp32."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
+    deepspeed_config: str | Path | None = field(default=None, metadata={"help": "DeepSpeed JSON config (multi-GPU)."})
+    fsdp_config: str | Path | None = field(default=None, metadata={
+        "help": "JSON of accelerate FullyShardedDataParallelPlugin arguments."})
+    resume: bool = field(default=False, metadata={
+        "help": "Continue from the newest checkpoint in the output folder, refusing one made with other settings."})
+    progress: bool = field(default=True, metadata={"help": "Progress bar with ETA."})
+    allow_pickle: bool = field(default=False, metadata={"help": "Allow pickled (.bin) weights: they can run code."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repository's own Python code."})
+    bidirectional: bool = field(default=True, metadata={
+        "help": "False: train with the model's causal attention (the paper's ablation); the output says so, "
+                "so that it is encoded causally too."})
+    merge: bool = field(default=False, metadata={
+        "help": "Also write the model with every adapter merged in OUTPUT/merged (a plain Hugging Face folder)."})
 
     def validate(self) -> None:
         """Raise a ValueError naming the first bad setting."""
@@ -85,9 +91,10 @@ class MNTPConfig(TrainConfig):
         >>> train_mntp(MNTPConfig(data=["wiki.txt"], output_dir="out/mntp", steps=100))  # doctest: +SKIP
     """
 
-    mask_ratio: float = 0.2
-    mask_token: str = "auto"
-    pack: bool = True
+    mask_ratio: float = field(default=0.2, metadata={"help": "Fraction of tokens masked."})
+    mask_token: str = field(default="auto", metadata={
+        "help": "auto (the tokenizer's, else '_'), new, or an existing token."})
+    pack: bool = field(default=True, metadata={"help": "Pack texts into full blocks (false: truncate each)."})
 
     def validate(self) -> None:
         super().validate()
@@ -97,15 +104,17 @@ class MNTPConfig(TrainConfig):
 
 @dataclass
 class ContrastiveConfig(TrainConfig):
-    """Settings of the contrastive stages. ``echo=True`` trains on echo embeddings (each text read
-    twice, the second copy pooled; see :class:`~bivec.Encoder`), and the output encodes that way."""
+    """Settings of the contrastive stages; the output encodes with the pooling and echo it trained with."""
 
-    scale: float = 20.0
-    pooling: str = "mean"
-    dropout: float = 0.0
-    chunk_size: int | None = None
-    instruction: str = ""
-    echo: bool = False
+    scale: float = field(default=20.0, metadata={"help": "Similarity scale of the InfoNCE loss."})
+    pooling: str = field(default="mean", metadata={
+        "help": f"Pooling trained with, and stored for encoding: {', '.join(POOLING_MODES)}."})
+    dropout: float = field(default=0.0, metadata={"help": "Attention dropout making the two views of a text differ."})
+    chunk_size: int | None = field(default=None, metadata={
+        "help": "Texts per forward pass (GradCache); the loss is unchanged."})
+    instruction: str = field(default="", metadata={"help": "Instruction for queries without their own; not pooled."})
+    echo: bool = field(default=False, metadata={
+        "help": "Train on echo embeddings: each text read twice, the second copy pooled."})
 
     def validate(self) -> None:
         super().validate()
@@ -115,6 +124,10 @@ class ContrastiveConfig(TrainConfig):
             raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        try:
+            check_pooling_mode(self.pooling)
+        except ValueError as exc:
+            raise ValueError(f"pooling: {exc}") from None
 
 
 @dataclass
@@ -148,3 +161,17 @@ class SupervisedConfig(ContrastiveConfig):
     warmup_steps: int = 300
     scale: float = 50.0
     chunk_size: int | None = 32
+
+
+def setting_help(cls: type, name: str) -> str:
+    """The help of setting ``name`` of a stage config (a stage that changes a shared default keeps its help).
+
+    Example:
+        >>> setting_help(SimCSEConfig, "batch_size")
+        'Global batch size per step (split across processes).'
+    """
+    for base in cls.__mro__:
+        spec = getattr(base, "__dataclass_fields__", {}).get(name)
+        if spec is not None and "help" in spec.metadata:
+            return spec.metadata["help"]
+    raise KeyError(f"{cls.__name__} has no setting {name!r}")

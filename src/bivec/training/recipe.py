@@ -316,3 +316,20 @@ def stage_settings(cls: type, items: list[str], option: str) -> TrainConfig:
     if "lora_r" in values and "lora_alpha" not in values:
         values["lora_alpha"] = 2 * values["lora_r"]
     return cls(**values)
+
+
+def stage_defaults(cls: type) -> str:
+    """The settings ``stage_settings`` takes for ``cls``, each with its default as ``KEY=VALUE``.
+
+    Example:
+        >>> stage_defaults(SimCSEConfig).split()[:3]
+        ['steps=1000', 'batch_size=128', 'learning_rate=3e-05']
+    """
+    import dataclasses
+
+    def word(value: Any) -> str:
+        if isinstance(value, bool) or value is None:
+            return str(value).lower()
+        return ",".join(value) if isinstance(value, tuple) else str(value)
+
+    return " ".join(f"{f.name}={word(f.default)}" for f in dataclasses.fields(cls) if f.name not in _SHARED)
