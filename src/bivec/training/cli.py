@@ -36,7 +36,8 @@ Batch = Annotated[Optional[int], typer.Option(help=_help("batch_size"))]
 LR = Annotated[Optional[float], typer.Option("--lr", help=_help("learning_rate"))]
 Warmup = Annotated[Optional[int], typer.Option(help=_help("warmup_steps"))]
 MaxLen = Annotated[Optional[int], typer.Option(help=_help("max_length"))]
-LoraR = Annotated[Optional[int], typer.Option(help=_help("lora_r"))]
+LoraR = Annotated[Optional[int], typer.Option(help=_help("lora_r") + " Alpha becomes twice the rank (the paper's "
+                                                                     "ratio).")]
 LoraDropout = Annotated[Optional[float], typer.Option(help=_help("lora_dropout"))]
 Seed = Annotated[Optional[int], typer.Option(help=_help("seed"))]
 SaveSteps = Annotated[Optional[int], typer.Option(help=_help("save_steps"))]
@@ -55,7 +56,8 @@ Instruction = Annotated[str, typer.Option(help=_help("instruction", ContrastiveC
 
 def _epilog(example: str, cls: type) -> str:
     """A stage command's example and its defaults, which differ from stage to stage."""
-    return f"{example}\n\nDefaults of this stage (its config's fields; the flags above set them): {stage_defaults(cls)}"
+    return (f"{example}\n\nDefaults of this stage (the fields of its config, which bivec train llm2vec sets as "
+            f"KEY=VALUE): {stage_defaults(cls)}")
 
 
 def _run(config, train) -> None:

@@ -33,8 +33,7 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradients are clipped to this norm."})
     max_length: int = field(default=512, metadata={"help": "Tokens per text (MNTP: per block)."})
-    lora_r: int = field(default=16, metadata={
-        "help": "LoRA rank; a rank given without an alpha gets alpha = 2 x rank (the paper's ratio)."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA inputs."})
     lora_targets: tuple[str, ...] = field(default=LORA_TARGETS,
