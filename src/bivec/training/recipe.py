@@ -14,7 +14,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +275,11 @@ _SHARED = {"data", "output_dir", "model", "adapters", "resume", "progress", "see
            "trust_remote_code", "bidirectional"}
 
 
+def _stage_fields(cls: type) -> list:
+    """The fields of ``cls`` that a stage's ``KEY=VALUE`` settings may set."""
+    return [f for f in fields(cls) if f.name not in _SHARED]
+
+
 def stage_settings(cls: type, items: list[str], option: str) -> TrainConfig:
     """A stage config of class ``cls`` with the paper's defaults and ``items`` (``key=value``,
     as given to ``option``) applied, each value converted to its field's type; an unknown key or
@@ -285,12 +290,11 @@ def stage_settings(cls: type, items: list[str], option: str) -> TrainConfig:
         >>> stage_settings(MNTPConfig, ["steps=250", "batch_size=8"], "--mntp").steps
         250
     """
-    import dataclasses
     import types
     import typing
 
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name not in _SHARED]
+    names = [f.name for f in _stage_fields(cls)]
     values: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -325,11 +329,9 @@ def stage_defaults(cls: type) -> str:
         >>> stage_defaults(SimCSEConfig).split()[:3]
         ['steps=1000', 'batch_size=128', 'learning_rate=3e-05']
     """
-    import dataclasses
-
     def word(value: Any) -> str:
         if isinstance(value, bool) or value is None:
             return str(value).lower()
         return ",".join(value) if isinstance(value, tuple) else str(value)
 
-    return " ".join(f"{f.name}={word(f.default)}" for f in dataclasses.fields(cls) if f.name not in _SHARED)
+    return " ".join(f"{f.name}={word(f.default)}" for f in _stage_fields(cls))
