@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from bivec import Encoder
 from bivec.attention import is_bidirectional
 from bivec.cli import app
-from bivec.training.config import MNTPConfig, SimCSEConfig
 from bivec.models.default import DEFAULT_BASE
+from bivec.training.config import MNTPConfig, SimCSEConfig
 from bivec.training.recipe import LLM2VecConfig, finished_stage, stage_settings, train_llm2vec
 from bivec.training.state import latest_checkpoint
 
@@ -166,3 +166,11 @@ def test_causal_recipe_is_encoded_causally(tmp_path, tiny_lm_dir, corpus):
     assert json.loads((out / "simcse" / "bivec_config.json").read_text())["bidirectional"] is False
     assert not is_bidirectional(Encoder.from_pretrained(out).model)
     assert is_bidirectional(Encoder.from_pretrained(out, bidirectional=True).model)
+
+
+def test_a_stage_lora_rank_without_alpha_gets_twice_the_rank():
+    assert stage_settings(MNTPConfig, ["lora_r=8"], "--mntp").lora_alpha == 16
+    assert stage_settings(MNTPConfig, ["lora_r=8", "lora_alpha=4"], "--mntp").lora_alpha == 4
+    assert stage_settings(SimCSEConfig, ["lora_alpha=4", "lora_r=8"], "--simcse").lora_alpha == 4
+    default = stage_settings(SimCSEConfig, [], "--simcse")
+    assert (default.lora_r, default.lora_alpha) == (16, 32)

@@ -16,9 +16,12 @@ def test_help_has_examples():
 def test_train_mntp_and_simcse(tmp_path, tiny_lm_dir, text_file):
     mntp = tmp_path / "mntp"
     result = runner.invoke(app, ["train", "mntp", str(text_file), "-m", str(tiny_lm_dir), "-o", str(mntp),
-                                 "--steps", "3", "--batch-size", "2", "--max-length", "8", "--precision", "fp32"])
+                                 "--steps", "3", "--batch-size", "2", "--max-length", "8", "--precision", "fp32",
+                                 "--lora-r", "4"])
     assert result.exit_code == 0, result.output
     assert "mntp: 3 steps" in result.output
+    lora = json.loads((mntp / "adapter_config.json").read_text())
+    assert (lora["r"], lora["lora_alpha"]) == (4, 8)
     log = json.loads((mntp / "training_log.json").read_text())
     assert [h["step"] for h in log["history"]] == [1, 2, 3] and log["batch_size"] == 2
     result = runner.invoke(app, ["train", "simcse", str(text_file), "-m", str(tiny_lm_dir), "--adapter", str(mntp),

@@ -16,6 +16,7 @@ from bivec.training.config import (
     SimCSEConfig,
     SupervisedConfig,
     TrainConfig,
+    paired_lora_alpha,
     setting_help,
 )
 from bivec.training.recipe import stage_defaults
@@ -76,7 +77,8 @@ def _common(data, output, model, adapters, steps, batch_size, lr, warmup, max_le
             save_steps, resume, precision, gradient_checkpointing, deepspeed, fsdp, allow_pickle, trust_remote_code) -> dict:
     return dict(data=list(data), output_dir=output, model=model, adapters=list(adapters or []), steps=steps,
                 batch_size=batch_size, learning_rate=lr, warmup_steps=warmup, max_length=max_length,
-                lora_r=lora_r, lora_alpha=None if lora_r is None else 2 * lora_r, lora_dropout=lora_dropout, seed=seed, save_steps=save_steps, resume=resume,
+                lora_r=lora_r, lora_alpha=None if lora_r is None else paired_lora_alpha(lora_r),
+                lora_dropout=lora_dropout, seed=seed, save_steps=save_steps, resume=resume,
                 precision=precision, gradient_checkpointing=gradient_checkpointing,
                 deepspeed_config=deepspeed, fsdp_config=fsdp, allow_pickle=allow_pickle,
                 trust_remote_code=trust_remote_code)

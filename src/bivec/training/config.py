@@ -11,6 +11,11 @@ from bivec.pooling import POOLING_MODES, check_pooling_mode
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+def paired_lora_alpha(lora_r: int) -> int:
+    """The LoRA alpha a rank gets when none is given: 2 x rank, the paper's ratio (16 and 32)."""
+    return 2 * lora_r
+
+
 @dataclass
 class TrainConfig:
     """Settings shared by every stage; each field's ``help`` metadata says what it does (``setting_help``).

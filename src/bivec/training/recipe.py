@@ -20,7 +20,14 @@ from typing import Any
 
 from bivec.models.checkpoint import EncoderSettings, write_bivec_config
 from bivec.textio import atomic_write, check_writable_dir, json_object
-from bivec.training.config import ContrastiveConfig, MNTPConfig, SimCSEConfig, SupervisedConfig, TrainConfig
+from bivec.training.config import (
+    ContrastiveConfig,
+    MNTPConfig,
+    SimCSEConfig,
+    SupervisedConfig,
+    TrainConfig,
+    paired_lora_alpha,
+)
 
 RESULTS = "results.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -318,7 +325,7 @@ def stage_settings(cls: type, items: list[str], option: str) -> TrainConfig:
         except (ValueError, StopIteration) as exc:
             raise ValueError(f"{option} {item!r}: bad value for {key} ({exc})") from None
     if "lora_r" in values and "lora_alpha" not in values:
-        values["lora_alpha"] = 2 * values["lora_r"]
+        values["lora_alpha"] = paired_lora_alpha(values["lora_r"])
     return cls(**values)
 
 
