@@ -4,8 +4,9 @@ adapter in float16 into the package.
 
 Causal SimCSE, not the paper's Bi+MNTP+SimCSE: on this 135M model, at these step counts, it scored
 above every Bi+MNTP+SimCSE run of the ablation with weighted mean pooling, and above seven of nine
-with mean pooling (benchmarks/llm2vec_ablation.py; the numbers are in the README). Weighted mean because under causal attention only the last tokens have
-read the whole text; mean pooling is the paper's choice for bidirectional models. The stage settings
+with mean pooling (benchmarks/llm2vec_ablation.py; the numbers are in the README). Weighted mean
+because under causal attention only the last tokens have read the whole text; mean pooling is the
+paper's choice for bidirectional models. The stage settings
 are below, as the ``bivec train llm2vec`` flags they are; the ablation trains its other rows with
 them. The package then records how the encoder reads texts (``ENCODING``: echo embeddings) and is
 scored as shipped.
